@@ -1,0 +1,1 @@
+"""The Istio and Kubernetes API as typed, validated values."""

@@ -1,0 +1,1 @@
+"""Kubernetes core kinds the service registry is built from."""

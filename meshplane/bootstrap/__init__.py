@@ -1,0 +1,1 @@
+"""meshplane.bootstrap."""

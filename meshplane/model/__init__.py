@@ -1,0 +1,1 @@
+"""The mesh as one immutable value, built incrementally from config events."""

@@ -1,0 +1,49 @@
+"""MeshModel: the whole mesh as one immutable value that translators read and never change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshplane.api.errors import ValidationError
+from meshplane.api.meta import Object
+from meshplane.api.networking.destination_rule import DestinationRuleSpec
+from meshplane.api.networking.gateway import GatewaySpec
+from meshplane.api.networking.sidecar import SidecarSpec
+from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.model.services import Endpoint, Service
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Mesh-wide settings (Istio's MeshConfig subset that the translators read)."""
+
+    trust_domain: str = "cluster.local"
+    root_namespace: str = "istio-system"
+    outbound_traffic_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
+    dns_domain_suffix: str = "svc.cluster.local"
+    connect_timeout: float = 10.0
+    enable_auto_mtls: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class MeshModel:
+    """Every accepted object and the service registry at one `version`.
+
+    Collections are ordered deterministically (by hostname, or by creation order
+    then namespace/name for config), so translation is reproducible.
+    """
+
+    version: int
+    services: Mapping[str, Service]  # hostname -> Service
+    endpoints: Mapping[str, tuple[Endpoint, ...]]  # hostname -> endpoints
+    destination_rules: tuple[Object[DestinationRuleSpec], ...] = ()
+    virtual_services: tuple[Object[VirtualServiceSpec], ...] = ()
+    gateways: tuple[Object[GatewaySpec], ...] = ()
+    sidecars: tuple[Object[SidecarSpec], ...] = ()
+    mesh_config: MeshConfig = field(default_factory=MeshConfig)
+    # Warnings about accepted config (conflicts, dangling references).
+    warnings: tuple[ValidationError, ...] = ()
+    # Anything a later issue adds (policies) without changing this contract.
+    extra: Mapping[str, Any] = field(default_factory=dict)

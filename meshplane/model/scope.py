@@ -1,0 +1,51 @@
+"""ProxyView: exactly what one proxy can see. Its `key` is the snapshot cache key, so
+proxies with the same view share one translated snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from meshplane.api.meta import Object
+from meshplane.api.networking.destination_rule import DestinationRuleSpec
+from meshplane.api.networking.gateway import GatewaySpec
+from meshplane.api.networking.sidecar import SidecarSpec
+from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.model.mesh import MeshConfig
+from meshplane.model.services import Endpoint, Service
+
+
+@dataclass(frozen=True)
+class InboundPort:
+    """A port this workload serves: `port` is the workload's (target) port; Istio names the
+    inbound cluster after it (``inbound|PORT||``)."""
+
+    port: int
+    protocol: str
+    service_port: int
+    hostnames: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class ProxyView:
+    """The translator's whole input for one proxy.
+
+    Everything that changes translated output, except endpoints, is folded into
+    `key`; endpoints are carried for EDS but kept out of the key so an
+    endpoint-only change keeps proxies on the same snapshot and pushes EDS only.
+    """
+
+    key: str
+    proxy_type: str  # sidecar | router
+    namespace: str
+    interception_mode: str  # REDIRECT | NONE
+    services: tuple[Service, ...]  # visible, sorted by hostname
+    # hostname -> the DestinationRule that applies to it for this proxy (Istio's lookup order)
+    destination_rules: Mapping[str, Object[DestinationRuleSpec]]
+    # visible VirtualServices bound to this proxy ("mesh" for sidecars, its Gateways for routers)
+    virtual_services: tuple[Object[VirtualServiceSpec], ...]
+    gateways: tuple[Object[GatewaySpec], ...] = ()  # routers: Gateways whose selector matches
+    sidecar: Object[SidecarSpec] | None = None  # the Sidecar resource that applies, if any
+    inbound: tuple[InboundPort, ...] = ()
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Where config and workloads come from: files (watched) or Kubernetes."""

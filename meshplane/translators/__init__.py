@@ -1,0 +1,1 @@
+"""Pure functions from a ProxyView to Envoy protobufs. No I/O, no globals."""
