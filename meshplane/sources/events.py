@@ -39,3 +39,25 @@ class Event:
     op: Op
     manifest: dict[str, Any] = field(hash=False, compare=False)
     origin: Origin
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """A document that could not be read at all (not YAML, not a mapping, unreadable file).
+
+    The objects that document held before stay in force; this only reports.
+    """
+
+    origin: Origin
+    reason: str
+
+
+@dataclass(frozen=True)
+class SourceCleared:
+    """The file at `path` was read cleanly again, or removed: its earlier SourceErrors are over.
+
+    Without it a consumer could not tell when to drop a file-level error, because a file that
+    never parsed produced no objects whose later events could clear it.
+    """
+
+    path: str

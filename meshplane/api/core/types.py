@@ -1,4 +1,4 @@
-"""Typed specs for Kubernetes Service, EndpointSlice, Pod and Namespace (only what the mesh reads)."""
+"""Typed specs for Kubernetes Service, EndpointSlice, Pod and Namespace (what the mesh reads)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,8 @@ class PodSpec:
     node_name: str | None = None
     phase: str = "Running"
     container_ports: tuple[int, ...] = ()
+    # containerPort by port name, to resolve a Service's named targetPort.
+    named_ports: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

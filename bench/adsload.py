@@ -1,0 +1,423 @@
+"""An ADS load client: many simulated Envoys on few gRPC channels, with timing of what arrives.
+
+A control plane's cost is driven by how many proxies hold a stream open and what each must be
+sent. This client opens P concurrent ADS streams (SotW or Delta) as distinct sidecars and does
+what Envoy does on them: subscribe to CDS and LDS by wildcard, then to EDS for every EDS
+cluster and RDS for every route name its HTTP connection managers use, and ACK every response
+(never NACK). It records, per proxy and type, when each version arrived and its size, so the
+runner can tell when every proxy has its full config and when a change reached the last one.
+
+Responses are received as raw bytes (the stub's method path with no deserializer) so their
+exact size on the wire is counted; each distinct resource is decoded once (`xdsinfo`).
+The client shares the machine with the server; its CPU time is part of every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import struct_pb2
+
+from bench.xdsinfo import CDS, EDS, LDS, RDS, SHORT, TYPES, Probe, ResourceDecoder, ResourceInfo
+
+_SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
+SOTW_METHOD = _SERVICE + "StreamAggregatedResources"
+DELTA_METHOD = _SERVICE + "DeltaAggregatedResources"
+PROTOCOLS = ("sotw", "delta")
+# Which type's resources name the subscriptions of another type (Envoy's dependency order).
+_DEPENDENT = {CDS: EDS, LDS: RDS}
+
+
+def proxy_node(index: int, namespaces: int) -> base_pb2.Node:
+    """Node of the `index`-th load proxy, identified the way Istio sidecars are."""
+    ns = f"ns-{index % namespaces}"
+    ip = f"10.255.{(index >> 8) & 255}.{index & 255}"
+    name = f"load-{index}"
+    metadata = struct_pb2.Struct()
+    metadata.update(
+        {
+            "NAMESPACE": ns,
+            "SERVICE_ACCOUNT": "load",
+            "LABELS": {"app": "load", "version": "v1"},
+            "INSTANCE_IPS": ip,
+            "WORKLOAD_NAME": name,
+            "INTERCEPTION_MODE": "REDIRECT",
+        }
+    )
+    return base_pb2.Node(
+        id=f"sidecar~{ip}~{name}.{ns}~{ns}.svc.cluster.local",
+        cluster=f"load.{ns}",
+        metadata=metadata,
+        user_agent_name="envoy",
+    )
+
+
+@dataclass
+class Arrival:
+    """One response: the version it carried, when it arrived and was ACKed, its size."""
+
+    version: str
+    received: float
+    acked: float
+    size: int
+    resources: int
+
+
+@dataclass
+class TypeState:
+    """What one proxy holds of one type, and the log of what it was sent."""
+
+    held: dict[str, ResourceInfo] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)  # Delta: subscribed names the server lacks
+    subscribed: frozenset[str] = frozenset()
+    version: str = ""
+    nonce: str = ""
+    acks: int = 0
+    arrivals: list[Arrival] = field(default_factory=list)
+    size: int = 0
+
+
+class SimulatedProxy:
+    """One ADS stream's client side: subscriptions, ACKs and timings, no I/O of its own."""
+
+    def __init__(self, index: int, node: base_pb2.Node) -> None:
+        self.index = index
+        self.node = node
+        self.types = {t: TypeState() for t in TYPES}
+        self.connected_at = 0.0
+        self.configured_at: float | None = None
+        self.probe: Probe | None = None
+        self.probe_seen = False
+        self.probe_hit_at: float | None = None
+        self.error: str | None = None
+
+    def is_configured(self) -> bool:
+        """CDS and LDS ACKed, and every EDS and RDS name it subscribes to answered."""
+        cds, lds = self.types[CDS], self.types[LDS]
+        if not cds.acks or not lds.acks:
+            return False
+        for t in (EDS, RDS):
+            state = self.types[t]
+            for name in state.subscribed:
+                if name not in state.held and name not in state.absent:
+                    return False
+        return True
+
+    def arm(self, probe: Probe) -> bool:
+        """Start waiting for `probe`; returns whether this proxy is affected by it."""
+        self.probe = probe
+        self.probe_seen = probe.sees(self.types[probe.type_url].held)
+        self.probe_hit_at = None
+        return self.probe_seen
+
+    def wanted(self, type_url: str) -> frozenset[str]:
+        """Names to subscribe to for a dependent type, from what its parent type holds."""
+        parent = CDS if type_url == EDS else LDS
+        return frozenset(ref for info in self.types[parent].held.values() for ref in info.refs)
+
+    def after_ack(self, type_url: str, infos: list[ResourceInfo], acked: float) -> None:
+        """Bookkeeping once the ACK of a response is written: readiness and probe timing."""
+        if self.configured_at is None and self.is_configured():
+            self.configured_at = acked
+        probe = self.probe
+        if (
+            probe is not None
+            and self.probe_hit_at is None
+            and probe.type_url == type_url
+            and any(probe.arrived(info) for info in infos)
+        ):
+            self.probe_hit_at = acked
+
+
+def _channel_options(index: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.max_send_message_length", -1),
+        # one connection per channel, not one shared subchannel for the whole client
+        ("grpc.use_local_subchannel_pool", 1),
+        ("bench.channel", index),
+    ]
+
+
+class LoadClient:
+    """P simulated proxies on ceil(P / streams_per_channel) channels to one ADS server."""
+
+    def __init__(
+        self,
+        target: str,
+        proxies: int,
+        protocol: str = "sotw",
+        *,
+        namespaces: int = 10,
+        streams_per_channel: int = 50,
+        first_index: int = 0,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}")
+        self.target = target
+        self.protocol = protocol
+        self.proxies = [
+            SimulatedProxy(i, proxy_node(i, namespaces))
+            for i in range(first_index, first_index + proxies)
+        ]
+        self.decoder = ResourceDecoder()
+        self.bytes_by_type = {t: 0 for t in TYPES}
+        self.responses_by_type = {t: 0 for t in TYPES}
+        self._streams_per_channel = streams_per_channel
+        self._channels: list[grpc.aio.Channel] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started_at = 0.0
+
+    async def start(self) -> None:
+        """Open every channel and stream at once, as a fleet of Envoys starting together."""
+        per = self._streams_per_channel
+        self.started_at = time.monotonic()
+        for c in range((len(self.proxies) + per - 1) // per):
+            channel = grpc.aio.insecure_channel(self.target, options=_channel_options(c))
+            self._channels.append(channel)
+            for proxy in self.proxies[c * per : (c + 1) * per]:
+                self._tasks.append(asyncio.create_task(self._run(channel, proxy)))
+
+    async def stop(self) -> None:
+        """Cancel every stream and close the channels."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self._channels:
+            await channel.close(grace=None)
+        self._tasks.clear()
+        self._channels.clear()
+
+    async def wait_until(self, done: Any, timeout: float, poll: float = 0.02) -> bool:
+        """Poll `done()` until true or `timeout` seconds pass; False means it did not happen."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(poll)
+        return True
+
+    async def wait_configured(self, timeout: float) -> bool:
+        """Wait until every proxy has its full first config (bounded)."""
+        return await self.wait_until(
+            lambda: all(p.configured_at is not None for p in self.proxies), timeout
+        )
+
+    def arm(self, probe: Probe) -> list[SimulatedProxy]:
+        """Arm `probe` on every proxy; returns those it affects."""
+        return [p for p in self.proxies if p.arm(probe)]
+
+    async def wait_probe(self, affected: list[SimulatedProxy], timeout: float) -> bool:
+        """Wait until every affected proxy has ACKed the probed change (bounded)."""
+        return await self.wait_until(
+            lambda: all(p.probe_hit_at is not None for p in affected), timeout
+        )
+
+    def errors(self) -> list[str]:
+        return [f"load-{p.index}: {p.error}" for p in self.proxies if p.error]
+
+    async def _run(self, channel: grpc.aio.Channel, proxy: SimulatedProxy) -> None:
+        proxy.connected_at = time.monotonic()
+        try:
+            if self.protocol == "sotw":
+                await self._run_sotw(channel, proxy)
+            else:
+                await self._run_delta(channel, proxy)
+        except grpc.aio.AioRpcError as exc:
+            proxy.error = f"{exc.code().name}: {exc.details()}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # recorded, reported: one broken stream must not stop the run
+            proxy.error = f"{type(exc).__name__}: {exc}"
+
+    def _record(self, type_url: str, size: int) -> None:
+        self.bytes_by_type[type_url] += size
+        self.responses_by_type[type_url] += 1
+
+    async def _run_sotw(self, channel: grpc.aio.Channel, proxy: SimulatedProxy) -> None:
+        call = channel.stream_stream(
+            SOTW_METHOD,
+            request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
+            response_deserializer=None,
+        )()
+        try:
+            for first, type_url in enumerate((CDS, LDS)):
+                request = discovery_pb2.DiscoveryRequest(type_url=type_url)
+                if first == 0:
+                    request.node.CopyFrom(proxy.node)
+                await call.write(request)
+            while True:
+                raw = await call.read()
+                if raw is grpc.aio.EOF:
+                    proxy.error = proxy.error or "server closed the stream"
+                    return
+                await self._on_sotw_response(call, proxy, raw)
+        finally:
+            call.cancel()
+
+    async def _on_sotw_response(self, call: Any, proxy: SimulatedProxy, raw: bytes) -> None:
+        received = time.monotonic()
+        response = discovery_pb2.DiscoveryResponse.FromString(raw)
+        type_url = response.type_url
+        state = proxy.types.get(type_url)
+        if state is None:  # a type this client never asked for: ACK it and move on
+            await call.write(self._sotw_request(type_url, response.version_info, response.nonce))
+            return
+        self._record(type_url, len(raw))
+        infos = [self.decoder.decode(type_url, r.value) for r in response.resources]
+        if type_url in (CDS, LDS):  # full state: what is absent was deleted
+            state.held = {info.name: info for info in infos}
+        else:
+            state.held.update((info.name, info) for info in infos if info.name in state.subscribed)
+        state.version, state.nonce = response.version_info, response.nonce
+        await call.write(self._sotw_request(type_url, state.version, state.nonce, state.subscribed))
+        acked = time.monotonic()
+        state.acks += 1
+        state.size += len(raw)
+        state.arrivals.append(Arrival(state.version, received, acked, len(raw), len(infos)))
+        dependent = _DEPENDENT.get(type_url)
+        if dependent is not None:
+            await self._resubscribe_sotw(call, proxy, dependent)
+        proxy.after_ack(type_url, infos, acked)
+
+    async def _resubscribe_sotw(self, call: Any, proxy: SimulatedProxy, type_url: str) -> None:
+        state = proxy.types[type_url]
+        wanted = proxy.wanted(type_url)
+        if wanted == state.subscribed:
+            return
+        state.subscribed = wanted
+        state.held = {k: v for k, v in state.held.items() if k in wanted}
+        await call.write(self._sotw_request(type_url, state.version, state.nonce, wanted))
+
+    @staticmethod
+    def _sotw_request(
+        type_url: str, version: str, nonce: str, names: frozenset[str] = frozenset()
+    ) -> discovery_pb2.DiscoveryRequest:
+        return discovery_pb2.DiscoveryRequest(
+            type_url=type_url,
+            version_info=version,
+            response_nonce=nonce,
+            resource_names=sorted(names),
+        )
+
+    async def _run_delta(self, channel: grpc.aio.Channel, proxy: SimulatedProxy) -> None:
+        call = channel.stream_stream(
+            DELTA_METHOD,
+            request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
+            response_deserializer=None,
+        )()
+        try:
+            for first, type_url in enumerate((CDS, LDS)):
+                # legacy wildcard, as Envoy sends it: nothing subscribed, nothing unsubscribed
+                request = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url)
+                if first == 0:
+                    request.node.CopyFrom(proxy.node)
+                await call.write(request)
+            while True:
+                raw = await call.read()
+                if raw is grpc.aio.EOF:
+                    proxy.error = proxy.error or "server closed the stream"
+                    return
+                await self._on_delta_response(call, proxy, raw)
+        finally:
+            call.cancel()
+
+    async def _on_delta_response(self, call: Any, proxy: SimulatedProxy, raw: bytes) -> None:
+        received = time.monotonic()
+        response = discovery_pb2.DeltaDiscoveryResponse.FromString(raw)
+        type_url = response.type_url
+        ack = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)
+        state = proxy.types.get(type_url)
+        if state is None:
+            await call.write(ack)
+            return
+        self._record(type_url, len(raw))
+        infos = [
+            self.decoder.decode(type_url, r.resource.value, r.name) for r in response.resources
+        ]
+        for info in infos:
+            state.held[info.name] = info
+            state.absent.discard(info.name)
+        for name in response.removed_resources:
+            state.held.pop(name, None)
+            state.absent.add(name)
+        state.version, state.nonce = response.system_version_info, response.nonce
+        await call.write(ack)
+        acked = time.monotonic()
+        state.acks += 1
+        state.size += len(raw)
+        state.arrivals.append(Arrival(state.version, received, acked, len(raw), len(infos)))
+        dependent = _DEPENDENT.get(type_url)
+        if dependent is not None:
+            await self._resubscribe_delta(call, proxy, dependent)
+        proxy.after_ack(type_url, infos, acked)
+
+    async def _resubscribe_delta(self, call: Any, proxy: SimulatedProxy, type_url: str) -> None:
+        state = proxy.types[type_url]
+        wanted = proxy.wanted(type_url)
+        added, gone = wanted - state.subscribed, state.subscribed - wanted
+        if not added and not gone:
+            return
+        state.subscribed = wanted
+        for name in gone:
+            state.held.pop(name, None)
+            state.absent.discard(name)
+        await call.write(
+            discovery_pb2.DeltaDiscoveryRequest(
+                type_url=type_url,
+                resource_names_subscribe=sorted(added),
+                resource_names_unsubscribe=sorted(gone),
+            )
+        )
+
+
+def summary(client: LoadClient) -> dict[str, Any]:
+    """Counts a human can read: configured proxies, responses and bytes per type."""
+    done = [p.configured_at - client.started_at for p in client.proxies if p.configured_at]
+    return {
+        "proxies": len(client.proxies),
+        "configured": len(done),
+        "last_configured_s": round(max(done), 3) if done else None,
+        "responses": {SHORT[t]: n for t, n in client.responses_by_type.items()},
+        "bytes": {SHORT[t]: n for t, n in client.bytes_by_type.items()},
+        "held": {SHORT[t]: len(client.proxies[0].types[t].held) for t in TYPES}
+        if client.proxies
+        else {},
+        "errors": client.errors()[:5],
+    }
+
+
+async def _main_async(args: argparse.Namespace) -> int:
+    client = LoadClient(args.target, args.proxies, args.protocol, namespaces=args.namespaces)
+    await client.start()
+    try:
+        ok = await client.wait_configured(args.timeout)
+        print(summary(client))
+        return 0 if ok else 1
+    finally:
+        await client.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.adsload", description=__doc__)
+    parser.add_argument("--target", default="127.0.0.1:15010")
+    parser.add_argument("--proxies", type=int, default=10)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="sotw")
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_main_async(args))
+    return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

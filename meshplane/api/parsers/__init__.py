@@ -1,0 +1,1 @@
+"""One parser per kind: raw manifest spec -> typed spec dataclass, with every problem found."""

@@ -1,0 +1,90 @@
+"""Gateway: servers (port, hosts, TLS) of the router proxies its selector picks."""
+
+from __future__ import annotations
+
+from meshplane.api import formats
+from meshplane.api.fields import Fields
+from meshplane.api.networking.gateway import GatewayPort, GatewaySpec, Server, ServerTLS
+
+PROTOCOLS = ("HTTP", "HTTPS", "HTTP2", "GRPC", "GRPC-WEB", "TCP", "TLS", "MONGO", "REDIS",
+             "MYSQL")  # fmt: skip
+SERVER_TLS_MODES = (
+    "PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL",
+)  # fmt: skip
+
+
+def gateway(f: Fields) -> GatewaySpec:
+    f.keys(("servers", "selector"))
+    return GatewaySpec(
+        servers=f.each("servers", _server, required=True),
+        selector=f.str_map("selector", labels=True) or {},
+    )
+
+
+def port(f: Fields, *, name_required: bool = True) -> GatewayPort | None:
+    """Istio's Port message (Gateway, Sidecar and ServiceEntry share it)."""
+    f.keys(("number", "protocol", "name", "targetPort"))
+    number = f.port("number", required=True)
+    protocol = f.text("protocol", required=True)
+    if protocol is not None and protocol.upper() not in PROTOCOLS:
+        f.error("protocol", f"{protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        protocol = None
+    name = f.text("name", required=name_required)
+    target = f.port("targetPort")
+    if number is None or protocol is None:
+        return None
+    return GatewayPort(number, protocol.upper(), name or "", target)
+
+
+def _server(f: Fields) -> Server | None:
+    f.keys(("port", "hosts", "tls", "bind", "name"), ignored=("defaultEndpoint",))
+    p = f.read("port", port)
+    if not f.has("port"):
+        f.error("port", "required field is missing")
+    hosts = f.str_list("hosts", required=True, check=formats.namespaced_host_problem)
+    tls = f.read("tls", _server_tls)
+    bind = f.text("bind")
+    if bind is not None and not bind.startswith("unix://") and (reason := formats.ip_problem(bind)):
+        f.error("bind", reason)
+    if p is not None and p.protocol in ("HTTPS", "TLS") and tls is None:
+        f.error("tls", f"required for protocol {p.protocol}")
+    if p is None:
+        return None
+    return Server(port=p, hosts=hosts, tls=tls, bind=bind, name=f.text("name") or "")
+
+
+def _server_tls(f: Fields) -> ServerTLS:
+    f.keys(
+        (
+            "httpsRedirect",
+            "mode",
+            "serverCertificate",
+            "privateKey",
+            "caCertificates",
+            "credentialName",
+            "subjectAltNames",
+            "minProtocolVersion",
+            "maxProtocolVersion",
+        ),
+        ignored=(
+            "verifyCertificateSpki",
+            "verifyCertificateHash",
+            "cipherSuites",
+            "caCrl",
+            "credentialNames",
+            "tlsCertificates",
+        ),
+    )
+    versions = ("TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3")
+    mode = f.enum("mode", SERVER_TLS_MODES) or "SIMPLE"
+    return ServerTLS(
+        mode=mode,
+        https_redirect=bool(f.flag("httpsRedirect")),
+        server_certificate=f.text("serverCertificate"),
+        private_key=f.text("privateKey"),
+        ca_certificates=f.text("caCertificates"),
+        credential_name=f.text("credentialName"),
+        subject_alt_names=f.str_list("subjectAltNames"),
+        min_protocol_version=f.enum("minProtocolVersion", versions),
+        max_protocol_version=f.enum("maxProtocolVersion", versions),
+    )

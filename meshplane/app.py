@@ -1,0 +1,187 @@
+"""Composition root: wires sources -> store -> pusher -> xDS and the debug API, and stops them.
+
+`meshplane serve` runs `run(options)`. Everything long-lived is created here and nowhere
+else, so each stage below stays a plain, testable object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from meshplane.debug.app import build_app, start_debug_server
+from meshplane.debug.sources import DebugSources
+from meshplane.model.changes import Change
+from meshplane.model.mesh import MeshConfig
+from meshplane.model.store import ConfigStore
+from meshplane.options import ServeOptions
+from meshplane.sources.files import DirectoryWatcher
+from meshplane.xds.ads import AdsServicer
+from meshplane.xds.cache import SnapshotCache
+from meshplane.xds.debounce import Debouncer
+from meshplane.xds.metrics import XdsMetrics
+from meshplane.xds.pusher import Pusher
+from meshplane.xds.server import start_xds_server
+from meshplane.xds.sync_status import SyncStatus
+
+log = logging.getLogger("meshplane")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for `--log-format json`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(options: ServeOptions) -> None:
+    handler = logging.StreamHandler()
+    if options.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(options.log_level.upper())
+
+
+@dataclass
+class ControlPlane:
+    """The running parts, exposed for tests and for `meshplane up`."""
+
+    options: ServeOptions
+    store: ConfigStore
+    cache: SnapshotCache
+    sync_status: SyncStatus
+    registry: CollectorRegistry
+    pusher: Pusher
+    debouncer: Debouncer[Change]
+    xds_port: int = 0
+    http_port: int = 0
+    ready: bool = False
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _stops: list[Any] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Stop serving: close streams (Envoy keeps its config and reconnects later)."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for stop in reversed(self._stops):
+            with contextlib.suppress(Exception):
+                await stop()
+
+
+async def start(options: ServeOptions) -> ControlPlane:
+    """Load the initial config, start xDS and the debug API, and watch for changes."""
+    if options.kubernetes:
+        raise NotImplementedError("--kubernetes comes with the Kubernetes issue; use --config-dir")
+    store = ConfigStore(MeshConfig(trust_domain=options.trust_domain))
+    cache = SnapshotCache()
+    sync = SyncStatus(cache)
+    registry = CollectorRegistry()
+    metrics = XdsMetrics(registry)
+    push_time = Histogram(
+        "pilot_xds_push_time",
+        "Time to translate and publish a push (seconds), by kind",
+        ["type"],
+        registry=registry,
+        buckets=(0.001, 0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30),
+    )
+    pusher = Pusher(store, cache, on_push=lambda kind, s: push_time.labels(kind).observe(s))
+    debouncer: Debouncer[Change] = Debouncer(
+        pusher.push,
+        Change.merge,
+        after=options.debounce_ms / 1000,
+        max_wait=options.debounce_max_ms / 1000,
+    )
+    cp = ControlPlane(options, store, cache, sync, registry, pusher, debouncer)
+    watcher = DirectoryWatcher(list(options.config_dirs))
+    batches = aiter(watcher)
+    started = time.perf_counter()
+    store.apply_all(await anext(batches))
+    store.mesh()  # build now, so /ready means "loaded and translatable"
+    log.info(
+        "loaded %d objects (%d rejected) from %s in %.3fs",
+        len(store.objects()),
+        len({(e.kind, e.namespace, e.name) for e in store.errors()}),
+        ", ".join(options.config_dirs),
+        time.perf_counter() - started,
+    )
+    servicer = AdsServicer(cache, pusher.resolve, sync, metrics, serve_secrets=False)
+    server, cp.xds_port = await start_xds_server(options.xds_address, servicer)
+    cp._stops.append(lambda: server.stop(grace=1.0))
+    sources = DebugSources(
+        ready=lambda: cp.ready,
+        registry=registry,
+        sync_status=sync,
+        connections=cache.connections,
+        store=store,
+    )
+    runner, cp.http_port = await start_debug_server(build_app(sources), options.http_address)
+    cp._stops.append(runner.cleanup)
+    cp._stops.append(watcher.stop)
+    cp.tasks.append(asyncio.create_task(debouncer.run(), name="debounce"))
+    cp.tasks.append(asyncio.create_task(_follow(batches, store, debouncer), name="watch"))
+    cp.ready = True
+    log.info(
+        "xDS on %s, debug on %s",
+        _addr(options.xds_address, cp.xds_port),
+        _addr(options.http_address, cp.http_port),
+    )
+    return cp
+
+
+async def _follow(batches: Any, store: ConfigStore, debouncer: Debouncer[Change]) -> None:
+    """Apply each batch of file changes and hand what changed to the debouncer."""
+    async for batch in batches:
+        change = store.apply_all(batch)
+        if not change.is_empty:
+            debouncer.submit(change)
+
+
+def _addr(address: str, port: int) -> str:
+    return f"{address.rpartition(':')[0]}:{port}"
+
+
+async def serve(options: ServeOptions) -> int:
+    """Run until SIGINT/SIGTERM."""
+    cp = await start(options)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    await stopped.wait()
+    log.info("stopping")
+    await cp.stop()
+    return 0
+
+
+def run(options: ServeOptions) -> int:
+    """`meshplane serve`."""
+    configure_logging(options)
+    if options.tls_sans or options.xds_tls_address != ServeOptions().xds_tls_address:
+        log.warning("the TLS xDS port comes with the security issue; serving plaintext only")
+    try:
+        return asyncio.run(serve(options))
+    except NotImplementedError as exc:
+        log.error("%s", exc)
+        return 2

@@ -1,0 +1,34 @@
+"""The `meshplane` argument parser: one subparser per command, registered by its module."""
+
+from __future__ import annotations
+
+import argparse
+
+from meshplane import __version__
+from meshplane.cli import (
+    analyze_cmd,
+    bootstrap_cmd,
+    not_implemented,
+    proxy_config_cmd,
+    proxy_status_cmd,
+    serve_cmd,
+)
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshplane",
+        description="A service-mesh control plane speaking the Istio API to real Envoy.",
+    )
+    parser.add_argument("--version", action="version", version=f"meshplane {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve_cmd.register(commands)
+    not_implemented.register_up(commands)
+    bootstrap_cmd.register(commands)
+    analyze_cmd.register(commands)
+    not_implemented.register_token(commands)
+    proxy_status_cmd.register(commands)
+    proxy_config_cmd.register(commands)
+    return parser

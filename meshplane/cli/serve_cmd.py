@@ -1,0 +1,100 @@
+"""`meshplane serve`: parse the flags into ServeOptions and hand them to the app."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+from typing import Any
+
+from meshplane.options import LOG_FORMATS, LOG_LEVELS, ServeOptions
+
+__all__ = ["options_from_args", "register"]
+
+_DEFAULTS = ServeOptions()
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser("serve", help="run the control plane")
+    p.add_argument(
+        "--config-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of Istio YAML, watched (repeatable)",
+    )
+    p.add_argument("--kubernetes", action="store_true", help="read config from a cluster's API")
+    p.add_argument("--kubeconfig", metavar="PATH")
+    p.add_argument(
+        "--xds-address",
+        default=_DEFAULTS.xds_address,
+        metavar="HOST:PORT",
+        help="plaintext xDS (development; serves no secrets)",
+    )
+    p.add_argument(
+        "--xds-tls-address",
+        default=_DEFAULTS.xds_tls_address,
+        metavar="HOST:PORT",
+        help="TLS xDS for authenticated proxies",
+    )
+    p.add_argument(
+        "--http-address",
+        default=_DEFAULTS.http_address,
+        metavar="HOST:PORT",
+        help="debug API, metrics and health",
+    )
+    p.add_argument("--state-dir", default=_DEFAULTS.state_dir, metavar="DIR")
+    p.add_argument("--trust-domain", default=_DEFAULTS.trust_domain)
+    p.add_argument("--debounce-ms", type=int, default=_DEFAULTS.debounce_ms)
+    p.add_argument("--debounce-max-ms", type=int, default=_DEFAULTS.debounce_max_ms)
+    p.add_argument(
+        "--tls-san",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra SAN for the TLS xDS certificate (repeatable)",
+    )
+    p.add_argument("--log-format", choices=LOG_FORMATS, default=_DEFAULTS.log_format)
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=_DEFAULTS.log_level)
+    p.set_defaults(run=run, parser=p)
+
+
+def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    """ServeOptions from parsed `serve` arguments (ValueError if inconsistent)."""
+    if not args.config_dir and not args.kubernetes:
+        raise ValueError("give --config-dir DIR (repeatable) or --kubernetes")
+    if args.kubeconfig and not args.kubernetes:
+        raise ValueError("--kubeconfig needs --kubernetes")
+    return ServeOptions(
+        config_dirs=tuple(args.config_dir),
+        kubernetes=args.kubernetes,
+        kubeconfig=args.kubeconfig,
+        xds_address=args.xds_address,
+        xds_tls_address=args.xds_tls_address,
+        http_address=args.http_address,
+        state_dir=args.state_dir,
+        trust_domain=args.trust_domain,
+        debounce_ms=args.debounce_ms,
+        debounce_max_ms=args.debounce_max_ms,
+        tls_sans=tuple(args.tls_san),
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    try:
+        # Imported here: the CLI must work (bootstrap, analyze, ...) without the app.
+        from meshplane.app import run as run_app
+    except ImportError as exc:
+        print(f"meshplane serve: the control plane is not available: {exc}", file=sys.stderr)
+        return 2
+    result: Any = run_app(options)
+    if inspect.iscoroutine(result):
+        result = asyncio.run(result)
+    return int(result or 0)

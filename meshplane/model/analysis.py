@@ -1,0 +1,163 @@
+"""Checks across objects (what `istioctl analyze` reports): conflicts and dangling references.
+
+Single-object validation happens when parsing; these need the whole model. They are warnings:
+the config is still applied (Istio semantics decide who wins), but a user should know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from meshplane.api.errors import ValidationError
+from meshplane.api.meta import Object
+from meshplane.api.networking.destination_rule import DestinationRuleSpec
+from meshplane.api.networking.virtual_service import Destination, VirtualServiceSpec
+from meshplane.model.hosts import host_matches
+from meshplane.model.mesh import MeshModel
+
+if TYPE_CHECKING:
+    from meshplane.model.store import ConfigStore
+
+
+def analyze(store: ConfigStore) -> list[ValidationError]:
+    """Everything `meshplane analyze` prints: errors first, then warnings."""
+    return store.errors() + store.warnings()
+
+
+def _warn(obj: Object[Any], field: str, reason: str) -> ValidationError:
+    return ValidationError(obj.origin, obj.kind, obj.namespace, obj.name, field, reason, "warning")
+
+
+def exported_to(obj: Object[Any], export_to: tuple[str, ...]) -> frozenset[str]:
+    """Namespaces an object is visible in ("*" = all); Istio's default is "*"."""
+    if not export_to or "*" in export_to:
+        return frozenset({"*"})
+    return frozenset(obj.namespace if e == "." else e for e in export_to if e != "~")
+
+
+def _scopes_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
+    return "*" in a or "*" in b or bool(a & b)
+
+
+def gateway_refs(vs: Object[VirtualServiceSpec]) -> tuple[str, ...]:
+    """The VirtualService's gateways as "mesh" or "ns/name" (names are relative to its ns)."""
+    refs = vs.spec.gateways or ("mesh",)
+    return tuple(r if r == "mesh" or "/" in r else f"{vs.namespace}/{r}" for r in refs)
+
+
+def cross_object_warnings(
+    model: MeshModel, host_claims: Mapping[str, list[Object[Any]]]
+) -> list[ValidationError]:
+    """`host_claims`: hosts declared by several objects, the one in use first."""
+    found = list(_virtual_service_conflicts(model.virtual_services))
+    found += _dangling_references(model)
+    found += _destination_rule_checks(model)
+    for host, objs in sorted(host_claims.items()):
+        winner = objs[0]
+        for loser in objs[1:]:
+            reason = (
+                f"host {host} is also declared by {winner.kind} "
+                f"{winner.namespace}/{winner.name}, which is used"
+            )
+            found.append(_warn(loser, "spec.hosts", reason))
+    return found
+
+
+def _virtual_service_conflicts(
+    services: tuple[Object[VirtualServiceSpec], ...],
+) -> Iterator[ValidationError]:
+    """Two VirtualServices for one host on one gateway: on the mesh the oldest wins (Istio);
+    on a gateway Istio merges their routes in order. Both are reported (IST0109)."""
+    seen: dict[tuple[str, str], list[Object[VirtualServiceSpec]]] = {}
+    for vs in services:  # oldest first
+        scope = exported_to(vs, vs.spec.export_to)
+        for gw in gateway_refs(vs):
+            for host in vs.spec.hosts:
+                older = [
+                    o
+                    for o in seen.get((host, gw), [])
+                    if _scopes_overlap(scope, exported_to(o, o.spec.export_to))
+                ]
+                if older:
+                    first = older[0]
+                    what = (
+                        "the older one wins, this one is ignored for that host"
+                        if gw == "mesh"
+                        else "their routes are merged, the older one's first"
+                    )
+                    yield _warn(
+                        vs,
+                        "spec.hosts",
+                        f"host {host} on {gw} is also routed by VirtualService "
+                        f"{first.namespace}/{first.name}: {what}",
+                    )
+                seen.setdefault((host, gw), []).append(vs)
+
+
+def _destinations(vs: VirtualServiceSpec) -> Iterator[tuple[str, Destination]]:
+    for i, http in enumerate(vs.http):
+        for j, r in enumerate(http.route):
+            yield f"spec.http[{i}].route[{j}].destination", r.destination
+        for j, m in enumerate(http.mirrors):
+            yield f"spec.http[{i}].mirrors[{j}].destination", m.destination
+    for i, tcp in enumerate(vs.tcp):
+        for j, d in enumerate(tcp.route):
+            yield f"spec.tcp[{i}].route[{j}].destination", d.destination
+    for i, tls in enumerate(vs.tls):
+        for j, d in enumerate(tls.route):
+            yield f"spec.tls[{i}].route[{j}].destination", d.destination
+
+
+def _known_host(model: MeshModel, host: str) -> bool:
+    if host in model.services:
+        return True
+    return any(host_matches(h, host) for h in model.services if h.startswith("*"))
+
+
+def _subsets(model: MeshModel) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for dr in model.destination_rules:
+        out.setdefault(dr.spec.host, set()).update(s.name for s in dr.spec.subsets)
+    return out
+
+
+def _dangling_references(model: MeshModel) -> Iterator[ValidationError]:
+    subsets = _subsets(model)
+    for vs in model.virtual_services:
+        for path, dest in _destinations(vs.spec):
+            if not _known_host(model, dest.host):
+                yield _warn(
+                    vs,
+                    f"{path}.host",
+                    f"host {dest.host} is not a known service "
+                    "(no Service or ServiceEntry declares it)",
+                )
+            if dest.subset:
+                defined = set().union(
+                    *(names for h, names in subsets.items() if host_matches(h, dest.host))
+                )
+                if dest.subset not in defined:
+                    yield _warn(
+                        vs,
+                        f"{path}.subset",
+                        f"subset {dest.subset!r} of host "
+                        f"{dest.host} is not defined by any DestinationRule",
+                    )
+
+
+def _destination_rule_checks(model: MeshModel) -> Iterator[ValidationError]:
+    seen: dict[tuple[str, str], Object[DestinationRuleSpec]] = {}
+    for dr in model.destination_rules:
+        host = dr.spec.host
+        if "*" not in host and host not in model.services:
+            yield _warn(dr, "spec.host", f"host {host} is not a known service")
+        if dr.spec.workload_selector:
+            continue
+        first = seen.setdefault((dr.namespace, host), dr)
+        if first is not dr:
+            reason = (
+                f"DestinationRule {first.namespace}/{first.name} also applies to {host} "
+                "in this namespace; the older one is used"
+            )
+            yield _warn(dr, "spec.host", reason)

@@ -1,0 +1,97 @@
+"""ClusterLoadAssignments: endpoints of EDS clusters, buildable on their own.
+
+Endpoint-only changes (pods scaling, readiness flips) are the most frequent event in a mesh;
+Contour and Istio push EDS alone for them. `cluster_load_assignments(view)` is that path: it
+reads only the view's services, rules and endpoints and builds no listeners or routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from envoy.config.core.v3.base_pb2 import Locality
+from envoy.config.core.v3.health_check_pb2 import HEALTHY
+from envoy.config.endpoint.v3.endpoint_components_pb2 import (
+    Endpoint as EnvoyEndpoint,
+)
+from envoy.config.endpoint.v3.endpoint_components_pb2 import (
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+
+from meshplane.model.scope import ProxyView
+from meshplane.model.services import Endpoint
+from meshplane.translators.plans import EDS, ClusterPlan, outbound_cluster_plans
+from meshplane.translators.protos import socket_address, u32
+
+
+def plan_endpoints(plan: ClusterPlan, endpoints: Iterable[Endpoint]) -> list[Endpoint]:
+    """The endpoints behind `plan`: its service port, its subset's labels, healthy only.
+
+    Unhealthy endpoints are left out, as Istio does by default
+    (PILOT_SEND_UNHEALTHY_ENDPOINTS=false): sent as UNHEALTHY they would still receive
+    traffic whenever Envoy's panic threshold trips.
+    """
+    labels = plan.subset_labels.items()
+    return [
+        e
+        for e in endpoints
+        if e.service_port == plan.port.number
+        and e.healthy
+        and all(e.labels.get(k) == v for k, v in labels)
+    ]
+
+
+def locality(name: str) -> Locality:
+    """Istio's ``region/zone/subzone`` locality string as an Envoy Locality."""
+    region, zone, sub_zone = ([*name.split("/", 2), "", ""])[:3]
+    return Locality(region=region, zone=zone, sub_zone=sub_zone)
+
+
+def lb_endpoint(endpoint: Endpoint) -> LbEndpoint:
+    return LbEndpoint(
+        endpoint=EnvoyEndpoint(address=socket_address(endpoint.address, endpoint.port)),
+        health_status=HEALTHY,
+        # Envoy rejects weight 0; ServiceEntry uses 0 for "unset".
+        load_balancing_weight=u32(max(endpoint.weight, 1)),
+    )
+
+
+def locality_lb_endpoints(endpoints: Sequence[Endpoint]) -> list[LocalityLbEndpoints]:
+    """Endpoints grouped by locality, localities and endpoints in a stable order."""
+    groups: dict[str, list[Endpoint]] = {}
+    for e in endpoints:
+        groups.setdefault(e.locality, []).append(e)
+    result = []
+    for name in sorted(groups):
+        members = sorted(groups[name], key=lambda e: (e.address, e.port))
+        result.append(
+            LocalityLbEndpoints(
+                locality=locality(name),
+                lb_endpoints=[lb_endpoint(e) for e in members],
+                load_balancing_weight=u32(sum(max(e.weight, 1) for e in members)),
+            )
+        )
+    return result
+
+
+def cluster_load_assignment(name: str, endpoints: Sequence[Endpoint]) -> ClusterLoadAssignment:
+    return ClusterLoadAssignment(cluster_name=name, endpoints=locality_lb_endpoints(endpoints))
+
+
+def plan_load_assignment(
+    plan: ClusterPlan, endpoints: Mapping[str, tuple[Endpoint, ...]]
+) -> ClusterLoadAssignment:
+    """The assignment for one cluster plan, from the view's hostname -> endpoints map."""
+    chosen = plan_endpoints(plan, endpoints.get(plan.service.hostname, ()))
+    return cluster_load_assignment(plan.name, chosen)
+
+
+def cluster_load_assignments(view: ProxyView) -> dict[str, ClusterLoadAssignment]:
+    """One ClusterLoadAssignment per EDS cluster of `view`, keyed (and ordered) by name."""
+    return {
+        plan.name: plan_load_assignment(plan, view.endpoints)
+        for plan in outbound_cluster_plans(view)
+        if plan.discovery == EDS
+    }

@@ -1,0 +1,209 @@
+"""VirtualService http routes -> Envoy Routes for one route configuration.
+
+`RouteContext` says where the routes go (the listener port, and the Gateway for router
+proxies): matches bound to another port or gateway are dropped, destinations without a port
+take Istio's default. Unsupported route kinds (delegate, and until the full routing issue
+rewrite, mirror, fault, CORS and header operations) are left for http_filters / later
+modules; a route whose action cannot be built is skipped rather than emitted half-built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from envoy.config.core.v3.base_pb2 import DataSource
+from envoy.config.route.v3.route_components_pb2 import (
+    DirectResponseAction,
+    RedirectAction,
+    Route,
+    RouteAction,
+    WeightedCluster,
+)
+
+from meshplane.api.meta import Object
+from meshplane.api.networking.virtual_service import (
+    Destination,
+    HTTPMatchRequest,
+    HTTPRedirect,
+    HTTPRoute,
+    HTTPRouteDestination,
+    VirtualServiceSpec,
+)
+from meshplane.model.scope import ProxyView
+from meshplane.translators.hosts import resolve_host
+from meshplane.translators.names import outbound_cluster_name
+from meshplane.translators.policies import cluster_policy
+from meshplane.translators.protos import duration, u32
+from meshplane.translators.route_match import route_match
+from meshplane.translators.route_policies import hash_policies, retry_policy
+
+_REDIRECT_CODES = {
+    301: RedirectAction.MOVED_PERMANENTLY,
+    302: RedirectAction.FOUND,
+    303: RedirectAction.SEE_OTHER,
+    307: RedirectAction.TEMPORARY_REDIRECT,
+    308: RedirectAction.PERMANENT_REDIRECT,
+}
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """Where routes are built: the view, the listener port, and for routers the Gateway
+    (``ns/name``) whose server is being translated."""
+
+    view: ProxyView
+    port: int
+    gateway: str = ""
+
+
+def _gateway_ref(ref: str, vs_namespace: str) -> str:
+    return ref if "/" in ref else f"{vs_namespace}/{ref}"
+
+
+def _match_applies(m: HTTPMatchRequest, ctx: RouteContext, vs_ns: str) -> bool:
+    if m.port is not None and m.port != ctx.port:
+        return False
+    if m.gateways:
+        wanted = ctx.gateway or "mesh"
+        refs = {g if g == "mesh" else _gateway_ref(g, vs_ns) for g in m.gateways}
+        if wanted not in refs:
+            return False
+    if m.source_namespace is not None and m.source_namespace != ctx.view.namespace:
+        return False
+    # sourceLabels needs the proxy's own labels, which a shared view does not carry:
+    # such matches are never applied (a narrower rule rather than a wider one).
+    return not m.source_labels
+
+
+def destination_host_port(
+    dest: Destination, vs_namespace: str, ctx: RouteContext
+) -> tuple[str, int]:
+    """The destination's FQDN and port; without a port: the service's only port, else the
+    listener's port (Istio's rule)."""
+    host = resolve_host(dest.host, vs_namespace, ctx.view.mesh.dns_domain_suffix)
+    if dest.port is not None:
+        return host, dest.port
+    service = next((s for s in ctx.view.services if s.hostname == host), None)
+    if service is not None and len(service.ports) == 1:
+        return host, service.ports[0].number
+    return host, ctx.port
+
+
+def destination_cluster(dest: Destination, vs_namespace: str, ctx: RouteContext) -> str:
+    """``outbound|PORT|SUBSET|HOST`` for a route destination."""
+    host, port = destination_host_port(dest, vs_namespace, ctx)
+    return outbound_cluster_name(port, host, dest.subset or "")
+
+
+def _destination_hash(
+    dest: Destination, vs_ns: str, ctx: RouteContext
+) -> list[RouteAction.HashPolicy]:
+    host, port = destination_host_port(dest, vs_ns, ctx)
+    rule = ctx.view.destination_rules.get(host)
+    if rule is None:
+        return []
+    subset = next((s for s in rule.spec.subsets if s.name == dest.subset), None)
+    return hash_policies(cluster_policy(rule.spec.traffic_policy, subset, port).load_balancer)
+
+
+def route_action(
+    destinations: Sequence[HTTPRouteDestination], vs_ns: str, ctx: RouteContext
+) -> RouteAction | None:
+    """One cluster, or weighted clusters (zero weights dropped, as Istio does)."""
+    weighted = [d for d in destinations if d.weight is None or d.weight > 0]
+    if not weighted:
+        return None
+    action = RouteAction()
+    if len(weighted) == 1:
+        action.cluster = destination_cluster(weighted[0].destination, vs_ns, ctx)
+    else:
+        action.weighted_clusters.CopyFrom(
+            WeightedCluster(
+                clusters=[
+                    WeightedCluster.ClusterWeight(
+                        name=destination_cluster(d.destination, vs_ns, ctx),
+                        weight=u32(d.weight or 0),
+                    )
+                    for d in weighted
+                ]
+            )
+        )
+    # Hash only when every destination agrees on what to hash; mixing would make the
+    # policy depend on which cluster the request lands in.
+    hashes = [_destination_hash(d.destination, vs_ns, ctx) for d in weighted]
+    if hashes[0] and all(h == hashes[0] for h in hashes):
+        action.hash_policy.extend(hashes[0])
+    return action
+
+
+def redirect_action(redirect: HTTPRedirect) -> RedirectAction:
+    action = RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code, 0))
+    if redirect.uri is not None:
+        action.path_redirect = redirect.uri
+    if redirect.authority is not None:
+        action.host_redirect = redirect.authority
+    if redirect.port is not None:
+        action.port_redirect = redirect.port
+    if redirect.scheme is not None:
+        action.scheme_redirect = redirect.scheme
+    return action
+
+
+def _with_action(route: Route, http: HTTPRoute, vs_ns: str, ctx: RouteContext) -> bool:
+    if http.redirect is not None:
+        route.redirect.CopyFrom(redirect_action(http.redirect))
+        return True
+    if http.direct_response is not None:
+        response = DirectResponseAction(status=http.direct_response.status)
+        if http.direct_response.body is not None:
+            response.body.CopyFrom(DataSource(inline_string=http.direct_response.body))
+        route.direct_response.CopyFrom(response)
+        return True
+    action = route_action(http.route, vs_ns, ctx)
+    if action is None:
+        return False
+    action.timeout.CopyFrom(duration(http.timeout or 0))
+    retries = retry_policy(http.retries)
+    if retries is not None:
+        action.retry_policy.CopyFrom(retries)
+    route.route.CopyFrom(action)
+    return True
+
+
+def http_route_routes(http: HTTPRoute, vs_ns: str, ctx: RouteContext) -> list[Route]:
+    """Envoy routes for one http route: one per applicable match block (Istio's shape)."""
+    if http.match:
+        matches: list[HTTPMatchRequest | None] = [
+            m for m in http.match if _match_applies(m, ctx, vs_ns)
+        ]
+        if not matches:
+            return []
+    else:
+        matches = [None]
+    template = Route(name=http.name)
+    if not _with_action(template, http, vs_ns, ctx):
+        return []
+    routes = []
+    for m in matches:
+        route = Route()
+        route.CopyFrom(template)
+        route.match.CopyFrom(route_match(m))
+        routes.append(route)
+    return routes
+
+
+def virtual_service_routes(vs: Object[VirtualServiceSpec], ctx: RouteContext) -> list[Route]:
+    """Every route of `vs` that applies in `ctx`, in the VirtualService's order."""
+    return [r for http in vs.spec.http for r in http_route_routes(http, vs.namespace, ctx)]
+
+
+def default_route(cluster: str) -> Route:
+    """``prefix: /`` to `cluster`, no timeout, Istio's default retries."""
+    action = RouteAction(cluster=cluster, timeout=duration(0))
+    retries = retry_policy(None)
+    if retries is not None:
+        action.retry_policy.CopyFrom(retries)
+    route = Route(name="default", route=action)
+    route.match.prefix = "/"
+    return route

@@ -1,0 +1,127 @@
+"""Inbound side of a sidecar with REDIRECT interception: `virtualInbound` on 15006 and the
+``inbound|PORT||`` clusters.
+
+Inbound clusters are ORIGINAL_DST bound to 127.0.0.6, as Istio does since 1.10: the
+connection goes to the address the client dialled (the pod IP), so apps that listen only on
+the pod IP (not 127.0.0.1) still receive it, and the 127.0.0.6 source lets iptables tell the
+proxy's own connections from captured ones. (A STATIC 127.0.0.1:PORT cluster would silently
+break apps bound to the pod IP.)
+
+virtualInbound uses the original_dst *listener filter* rather than `use_original_dst`:
+handing connections off by original destination would send inbound traffic for port 9080 to
+the outbound ``0.0.0.0_9080`` listener. Its filter chains match the destination port instead.
+"""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.listener.v3.listener_components_pb2 import FilterChain, ListenerFilter
+from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.config.route.v3.route_components_pb2 import Route, RouteAction, VirtualHost
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
+from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import OriginalDst
+from google.protobuf.wrappers_pb2 import BoolValue
+
+from meshplane.model.mesh import MeshConfig
+from meshplane.model.scope import InboundPort, ProxyView
+from meshplane.translators import cluster_policy
+from meshplane.translators.clusters import (
+    inbound_passthrough_cluster,
+    original_dst_cluster,
+)
+from meshplane.translators.listeners import (
+    filter_chain,
+    hcm_filter,
+    http_connection_manager,
+    listener,
+    tcp_proxy_filter,
+)
+from meshplane.translators.names import (
+    BLACKHOLE_CLUSTER,
+    INBOUND_PASSTHROUGH_BIND,
+    INBOUND_PASSTHROUGH_CLUSTER,
+    VIRTUAL_INBOUND,
+    VIRTUAL_INBOUND_PORT,
+    WILDCARD_ADDRESS,
+    inbound_cluster_name,
+    is_http,
+    listener_name,
+)
+from meshplane.translators.protos import any_of, duration
+
+
+def inbound_route_configuration(port: int) -> RouteConfiguration:
+    """Inline routes of an inbound HTTP port: everything to ``inbound|PORT||``, no retries
+    (the caller's sidecar already retries)."""
+    cluster = inbound_cluster_name(port)
+    route = Route(name="default", route=RouteAction(cluster=cluster, timeout=duration(0)))
+    route.match.prefix = "/"
+    host = VirtualHost(name=f"inbound|http|{port}", domains=["*"], routes=[route])
+    return RouteConfiguration(
+        name=cluster, virtual_hosts=[host], validate_clusters=BoolValue(value=False)
+    )
+
+
+def inbound_filter_chain(port: int, protocol: str, match_port: bool = True) -> FilterChain:
+    """HTTP: an HCM with inline routes; anything else: a TCP proxy; to ``inbound|PORT||``."""
+    name = listener_name(WILDCARD_ADDRESS, port)
+    cluster = inbound_cluster_name(port)
+    if is_http(protocol):
+        hcm = http_connection_manager(
+            f"inbound_{name}", "inbound", route_config=inbound_route_configuration(port)
+        )
+        network_filter = hcm_filter(hcm)
+    else:
+        network_filter = tcp_proxy_filter(cluster, cluster)
+    return filter_chain([network_filter], name=name, destination_port=port if match_port else None)
+
+
+def unique_inbound_ports(view: ProxyView) -> list[InboundPort]:
+    """One entry per workload port (several services may select the same one)."""
+    ports: dict[int, InboundPort] = {}
+    for inbound in view.inbound:
+        ports.setdefault(inbound.port, inbound)
+    return [ports[p] for p in sorted(ports)]
+
+
+def virtual_inbound_listener(view: ProxyView) -> Listener:
+    chains = [
+        filter_chain(
+            [tcp_proxy_filter(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)],
+            name="virtualInbound-blackhole",
+            destination_port=VIRTUAL_INBOUND_PORT,
+        )
+    ]
+    chains += [inbound_filter_chain(p.port, p.protocol) for p in unique_inbound_ports(view)]
+    result = listener(
+        VIRTUAL_INBOUND, WILDCARD_ADDRESS, VIRTUAL_INBOUND_PORT, chains, direction="inbound"
+    )
+    result.listener_filters.append(
+        ListenerFilter(
+            name="envoy.filters.listener.original_dst", typed_config=any_of(OriginalDst())
+        )
+    )
+    # Ports no service declares still reach the app, as in Istio (PERMISSIVE passthrough).
+    result.default_filter_chain.CopyFrom(
+        filter_chain(
+            [tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+            name="PassthroughFilterChain",
+        )
+    )
+    return result
+
+
+def inbound_cluster(port: InboundPort, mesh: MeshConfig) -> Cluster:
+    cluster = original_dst_cluster(inbound_cluster_name(port.port), mesh, INBOUND_PASSTHROUGH_BIND)
+    http = cluster_policy.http_protocol_options(port.protocol, None)
+    if http is not None:
+        cluster.typed_extension_protocol_options[cluster_policy.HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(
+            any_of(http)
+        )
+    return cluster
+
+
+def inbound_clusters(view: ProxyView) -> list[Cluster]:
+    """``inbound|PORT||`` per workload port, plus InboundPassthroughCluster."""
+    clusters = [inbound_cluster(p, view.mesh) for p in unique_inbound_ports(view)]
+    return [*clusters, inbound_passthrough_cluster(view.mesh)]

@@ -1,0 +1,92 @@
+"""Cluster plans: the outbound clusters one proxy gets, decided once and shared by the CDS
+builder and the EDS path, so both always agree on names, subsets and discovery types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from meshplane.api.networking.destination_rule import DestinationRuleSpec, Subset
+from meshplane.model.scope import ProxyView
+from meshplane.model.services import Service, ServicePort
+from meshplane.translators.names import outbound_cluster_name
+from meshplane.translators.policies import ClusterPolicy, cluster_policy
+
+EDS = "EDS"
+STRICT_DNS = "STRICT_DNS"
+LOGICAL_DNS = "LOGICAL_DNS"
+ORIGINAL_DST = "ORIGINAL_DST"
+
+# ServiceEntry resolution -> Envoy discovery type (istio cluster.go convertResolution).
+_DISCOVERY_BY_RESOLUTION = {
+    "STATIC": EDS,
+    "DNS": STRICT_DNS,
+    "DNS_ROUND_ROBIN": LOGICAL_DNS,
+    "NONE": ORIGINAL_DST,
+}
+
+# Envoy has no UDP proxying in this control plane's scope: such ports get no cluster.
+_UNROUTABLE_PROTOCOLS = frozenset({"UDP", "SCTP"})
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """One outbound cluster: `outbound|PORT|SUBSET|HOST`."""
+
+    name: str
+    service: Service
+    port: ServicePort
+    subset: str
+    policy: ClusterPolicy
+    discovery: str
+    subset_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def routable(port: ServicePort) -> bool:
+    """False for ports this control plane cannot proxy (UDP, SCTP)."""
+    return port.protocol.upper() not in _UNROUTABLE_PROTOCOLS
+
+
+def _discovery(service: Service, policy: ClusterPolicy) -> str:
+    lb = policy.load_balancer
+    if lb is not None and lb.simple == "PASSTHROUGH":
+        # Istio: PASSTHROUGH sends to the caller's original destination, bypassing EDS.
+        return ORIGINAL_DST
+    return _DISCOVERY_BY_RESOLUTION.get(service.resolution.upper(), EDS)
+
+
+def _plan(
+    service: Service, port: ServicePort, dr: DestinationRuleSpec | None, subset: Subset | None
+) -> ClusterPlan:
+    policy = cluster_policy(dr.traffic_policy if dr else None, subset, port.number)
+    name = subset.name if subset else ""
+    return ClusterPlan(
+        name=outbound_cluster_name(port.number, service.hostname, name),
+        service=service,
+        port=port,
+        subset=name,
+        policy=policy,
+        discovery=_discovery(service, policy),
+        subset_labels=dict(subset.labels) if subset else {},
+    )
+
+
+def service_cluster_plans(service: Service, dr: DestinationRuleSpec | None) -> list[ClusterPlan]:
+    """The default cluster and one per DestinationRule subset, for every port of `service`."""
+    plans: list[ClusterPlan] = []
+    for port in sorted(service.ports, key=lambda p: p.number):
+        if not routable(port):
+            continue
+        plans.append(_plan(service, port, dr, None))
+        for subset in dr.subsets if dr else ():
+            plans.append(_plan(service, port, dr, subset))
+    return plans
+
+
+def outbound_cluster_plans(view: ProxyView) -> list[ClusterPlan]:
+    """Every outbound cluster of `view`, sorted by name."""
+    plans: list[ClusterPlan] = []
+    for service in view.services:
+        rule = view.destination_rules.get(service.hostname)
+        plans.extend(service_cluster_plans(service, rule.spec if rule else None))
+    return sorted(plans, key=lambda p: p.name)

@@ -1,0 +1,191 @@
+"""Delta (incremental) stream state: subscriptions, per-resource versions, removals.
+
+Plain classes, no grpc. The client's holdings are tracked per resource name (name ->
+version), seeded from `initial_resource_versions` on reconnect (rule 29), so each response
+carries only what changed plus `removed_resources`. Rule numbers refer to
+shared/reference/xds-protocol.md section 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
+
+from meshplane.xds import encoding, type_urls
+from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
+from meshplane.xds.snapshot import CachedResource, TypeResources
+
+
+class DeltaTypeState(TypeProgress):
+    """One type on one Delta stream."""
+
+    def __init__(self, type_url: str) -> None:
+        super().__init__(type_url)
+        self.legacy_wildcard_ok = type_url in type_urls.FULL_STATE
+        self.wildcard = False
+        self.names: set[str] = set()
+        self.client_versions: dict[str, str] = {}
+        self.force: set[str] = set()
+        """Names that must be answered (in resources or removed_resources) next time."""
+        self.answer_wildcard = False
+        self.synced_at: str | None = None
+        """The type version at which this client last needed nothing."""
+
+    def handle(self, req: DeltaDiscoveryRequest) -> RequestOutcome:
+        """Apply one request; subscription changes apply even with a stale nonce (14)."""
+        kind = RequestKind.INITIAL
+        error = None
+        if req.response_nonce:
+            if req.response_nonce != self.nonce:
+                kind = RequestKind.STALE
+            else:
+                error = req.error_detail.message if req.HasField("error_detail") else None
+                kind = self.record_reply(error, self.sent_version)
+        first = not self.requested
+        self.requested = True
+        subscribe = list(req.resource_names_subscribe)
+        unsubscribe = list(req.resource_names_unsubscribe)
+        if first:
+            self.client_versions = dict(req.initial_resource_versions)
+            # Rule 19: a first request with no names at all is the legacy wildcard.
+            if self.legacy_wildcard_ok and not subscribe and not unsubscribe:
+                self._start_wildcard()
+        self._subscribe(subscribe)
+        self._unsubscribe(unsubscribe)
+        if first or subscribe or unsubscribe:
+            self.synced_at = None
+        return RequestOutcome(self.type_url, kind, error, self.acked_version)
+
+    def _start_wildcard(self) -> None:
+        if not self.wildcard:
+            self.wildcard = True
+            self.answer_wildcard = True  # rule 31: answered even when empty
+
+    def _subscribe(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name == "*":
+                self._start_wildcard()
+            else:
+                self.names.add(name)
+                self.force.add(name)  # rule 26: every subscribed name is answered
+
+    def _unsubscribe(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name == "*":
+                # Rule 19: ends the wildcard; explicit names stay.
+                self.wildcard = False
+                self.answer_wildcard = False
+                self._forget(set(self.client_versions) - self.names)
+            elif name in self.names:
+                self.names.discard(name)
+                if self.wildcard:
+                    self.force.add(name)  # rule 27: still in (or out of) the wildcard set
+                else:
+                    self._forget({name})
+            # Rule 27: names never subscribed are ignored.
+
+    def _forget(self, names: set[str]) -> None:
+        for name in names:
+            self.client_versions.pop(name, None)
+            self.force.discard(name)
+        if names and self.held:
+            self.held = {n: r for n, r in self.held.items() if n not in names}
+
+    def changes(self, resources: TypeResources) -> tuple[list[CachedResource], list[str]] | None:
+        """(resources to send, names to remove) this client needs now, or None."""
+        if not self.requested or self.pending:
+            return None
+        if self.synced_at == resources.version and not self.force and not self.answer_wildcard:
+            return None
+        current = resources.resources
+        if self.wildcard:
+            candidates: Iterable[str] = current.keys()
+        else:
+            candidates = (n for n in self.names if n in current)
+        send = [
+            current[n]
+            for n in candidates
+            if self.client_versions.get(n) != current[n].version or n in self.force
+        ]
+        removed = [n for n in self.client_versions if n not in current]
+        removed += [n for n in self.force if n not in current and n not in self.client_versions]
+        if not send and not removed and not self.answer_wildcard:
+            self.synced_at = resources.version
+            self.force.clear()
+            return None
+        send.sort(key=lambda r: r.name)
+        removed.sort()
+        return send, removed
+
+    def mark_sent(
+        self, version: str, nonce: str, send: list[CachedResource], removed: list[str]
+    ) -> None:
+        """Record a response before it is written (the ACK may beat the write)."""
+        held = dict(self.held)
+        for r in send:
+            self.client_versions[r.name] = r.version
+            held[r.name] = r
+        for name in removed:
+            self.client_versions.pop(name, None)
+            held.pop(name, None)
+        self.held = held
+        self.force.clear()
+        self.answer_wildcard = False
+        self.synced_at = version
+        self.nonce = nonce
+        self.pending = True
+        self.sent_version = version
+
+
+class DeltaSession:
+    """All types of one Delta stream; nonces are unique across its types (rule 4)."""
+
+    protocol = "delta"
+
+    def __init__(self, control_plane_id: str = "") -> None:
+        self.states: dict[str, DeltaTypeState] = {}
+        self._nonces = itertools.count(1)
+        self._trailer = (
+            encoding.field(encoding.DELTA_CONTROL_PLANE, encoding.control_plane(control_plane_id))
+            if control_plane_id
+            else b""
+        )
+
+    def state(self, type_url: str) -> DeltaTypeState:
+        """The state for a type, created on first use (rule 5: types are independent)."""
+        found = self.states.get(type_url)
+        if found is None:
+            found = self.states[type_url] = DeltaTypeState(type_url)
+        return found
+
+    def handle(self, req: DeltaDiscoveryRequest) -> RequestOutcome:
+        """Apply one request (its type_url already checked non-empty)."""
+        return self.state(req.type_url).handle(req)
+
+    def next_response(self, resources: TypeResources) -> Outgoing | None:
+        """The response this client needs for one type now, if any; marks it sent."""
+        st = self.states.get(resources.type_url)
+        if st is None:
+            return None
+        found = st.changes(resources)
+        if found is None:
+            return None
+        send, removed = found
+        nonce = str(next(self._nonces))
+        st.mark_sent(resources.version, nonce, send, removed)
+        body = encoding.delta_body(
+            resources.version, resources.type_url, (r.delta_entry for r in send), removed
+        )
+        data = body + self._trailer + encoding.text_field(encoding.DELTA_NONCE, nonce)
+        return Outgoing(st.type_url, resources.version, nonce, data, tuple(send), tuple(removed))
+
+    def clusters_sent(self, sent: Outgoing) -> None:
+        """Rule 36: after CDS adds or changes an EDS cluster, resend its endpoints."""
+        st = self.states.get(type_urls.ENDPOINT)
+        if st is None:
+            return
+        for cluster in sent.resources:
+            if cluster.eds_name and cluster.eds_name in st.names:
+                st.force.add(cluster.eds_name)

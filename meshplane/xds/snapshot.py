@@ -1,0 +1,247 @@
+"""Immutable xDS snapshots: every resource encoded and hashed once, shared by content.
+
+A Snapshot is what one scope of proxies should hold. Each resource is packed into an
+`Any` once, and its version is a hash of its deterministic encoding, so versions are
+stable across restarts and replicas (xDS rule 33): a reconnecting Envoy that already holds
+the current config is not sent it again. An `Interner` keyed by content hash keeps one
+`CachedResource` per distinct content, so scopes and successive snapshots that carry the
+same resource share one encoded copy (go-control-plane's cached_resource.go).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any as AnyType
+
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from meshplane.translators.resources import Resources
+from meshplane.xds import encoding, type_urls
+
+_HASH_CHARS = 16
+_HCM_TYPE_URL = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
+_MAX_VIEWS = 256
+
+
+def content_hash(data: bytes) -> str:
+    """Short hex SHA-256, used as an opaque xDS version."""
+    return hashlib.sha256(data).hexdigest()[:_HASH_CHARS]
+
+
+def _pairs_hash(pairs: Iterable[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, version in pairs:
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(version.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:_HASH_CHARS]
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True, eq=False)
+class CachedResource:
+    """One resource, encoded once: its `Any`, and its SotW and Delta response entries."""
+
+    type_url: str
+    name: str
+    version: str
+    message: AnyType
+    any_bytes: bytes
+    sotw_entry: bytes
+    delta_entry: bytes
+    eds_name: str | None = None
+    """For a cluster of type EDS: the ClusterLoadAssignment name it waits for."""
+
+
+def _eds_name(message: AnyType) -> str | None:
+    if not isinstance(message, Cluster) or message.type != Cluster.EDS:
+        return None
+    return str(message.eds_cluster_config.service_name or message.name)
+
+
+def resource_name(message: AnyType) -> str:
+    """The xDS name of a resource (a ClusterLoadAssignment's is its cluster_name)."""
+    if isinstance(message, ClusterLoadAssignment):
+        return str(message.cluster_name)
+    return str(message.name)
+
+
+class Interner:
+    """Content hash -> CachedResource; entries vanish when no snapshot holds them."""
+
+    def __init__(self) -> None:
+        self._by_hash: weakref.WeakValueDictionary[tuple[str, str], CachedResource] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def intern(self, type_url: str, message: AnyType) -> CachedResource:
+        """The shared CachedResource for this message's content."""
+        value = message.SerializeToString(deterministic=True)
+        version = content_hash(value)
+        key = (type_url, version)
+        found = self._by_hash.get(key)
+        if found is not None:
+            return found
+        any_bytes = encoding.any_message(type_url, value)
+        name = resource_name(message)
+        cached = CachedResource(
+            type_url=type_url,
+            name=name,
+            version=version,
+            message=message,
+            any_bytes=any_bytes,
+            sotw_entry=encoding.field(encoding.SOTW_RESOURCES, any_bytes),
+            delta_entry=encoding.field(
+                encoding.DELTA_RESOURCES,
+                encoding.delta_resource(name, version, any_bytes),
+            ),
+            eds_name=_eds_name(message),
+        )
+        self._by_hash[key] = cached
+        return cached
+
+
+SHARED_INTERNER = Interner()
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """The resources of one type that one subscription selects, and their response body."""
+
+    type_url: str
+    version: str
+    resources: Mapping[str, CachedResource]
+    digest: str
+    _body: list[bytes] = field(default_factory=list, repr=False)
+
+    def sotw_body(self) -> bytes:
+        """DiscoveryResponse bytes without nonce, built on first use and then shared."""
+        if not self._body:
+            entries = (self.resources[name].sotw_entry for name in sorted(self.resources))
+            self._body.append(encoding.sotw_body(self.version, self.type_url, entries))
+        return self._body[0]
+
+
+class TypeResources:
+    """All resources of one type in a snapshot, with a per-type version."""
+
+    def __init__(self, type_url: str, resources: Mapping[str, CachedResource]) -> None:
+        self.type_url = type_url
+        self.resources: Mapping[str, CachedResource] = MappingProxyType(dict(resources))
+        self.version = _pairs_hash((n, self.resources[n].version) for n in sorted(resources))
+        self._views: dict[frozenset[str] | None, View] = {}
+
+    def view(self, names: frozenset[str] | None) -> View:
+        """What a subscription to `names` (None: wildcard) selects; memoized."""
+        found = self._views.get(names)
+        if found is not None:
+            return found
+        if names is None:
+            selected, digest = self.resources, self.version
+        else:
+            selected = {n: self.resources[n] for n in sorted(names) if n in self.resources}
+            digest = _pairs_hash((n, r.version) for n, r in selected.items())
+        made = View(self.type_url, self.version, selected, digest)
+        if len(self._views) >= _MAX_VIEWS:
+            self._views.clear()
+        self._views[names] = made
+        return made
+
+
+def _type_resources(
+    type_url: str, messages: Mapping[str, AnyType], interner: Interner
+) -> TypeResources:
+    return TypeResources(type_url, {n: interner.intern(type_url, m) for n, m in messages.items()})
+
+
+class Snapshot:
+    """What one scope of proxies should hold, per type URL. Immutable."""
+
+    def __init__(self, types: Mapping[str, TypeResources]) -> None:
+        self._types = dict(types)
+        for type_url in type_urls.PUSH_ORDER:
+            self._types.setdefault(type_url, TypeResources(type_url, {}))
+        self.version = _pairs_hash((t, self._types[t].version) for t in sorted(self._types))
+
+    @classmethod
+    def from_resources(cls, res: Resources, *, interner: Interner = SHARED_INTERNER) -> Snapshot:
+        """Pack, hash and intern every resource of a translation result."""
+        by_type: dict[str, Mapping[str, AnyType]] = {
+            type_urls.CLUSTER: res.clusters,
+            type_urls.ENDPOINT: res.endpoints,
+            type_urls.LISTENER: res.listeners,
+            type_urls.ROUTE: res.routes,
+            type_urls.SECRET: res.secrets,
+        }
+        return cls({t: _type_resources(t, m, interner) for t, m in by_type.items()})
+
+    def get(self, type_url: str) -> TypeResources:
+        """The resources of one type (empty for types this snapshot does not carry)."""
+        found = self._types.get(type_url)
+        return found if found is not None else TypeResources(type_url, {})
+
+    def type_versions(self) -> dict[str, str]:
+        """Short type name -> per-type version."""
+        return {type_urls.short_name(t): tr.version for t, tr in self._types.items()}
+
+    def with_endpoints(
+        self,
+        endpoints: Mapping[str, ClusterLoadAssignment],
+        *,
+        interner: Interner = SHARED_INTERNER,
+    ) -> Snapshot:
+        """A copy with only the EDS resources replaced (endpoint-only pushes)."""
+        types = dict(self._types)
+        types[type_urls.ENDPOINT] = _type_resources(type_urls.ENDPOINT, endpoints, interner)
+        return Snapshot(types)
+
+    def consistent(self) -> list[str]:
+        """Problems by go-control-plane's rule: EDS names are EDS clusters, RDS names are used."""
+        problems = [
+            f"{type_urls.short_name(t)} resource keyed {key!r} is named {r.name!r}"
+            for t, tr in self._types.items()
+            for key, r in tr.resources.items()
+            if key != r.name
+        ]
+        eds_clusters = {
+            r.eds_name for r in self.get(type_urls.CLUSTER).resources.values() if r.eds_name
+        }
+        for name in sorted(self.get(type_urls.ENDPOINT).resources):
+            if name not in eds_clusters:
+                problems.append(f"endpoints {name!r} belong to no EDS cluster")
+        referenced = set()
+        for listener in self.get(type_urls.LISTENER).resources.values():
+            referenced |= rds_names(listener.message)
+        for name in sorted(self.get(type_urls.ROUTE).resources):
+            if name not in referenced:
+                problems.append(f"route configuration {name!r} is referenced by no listener")
+        return problems
+
+
+def rds_names(listener: AnyType) -> set[str]:
+    """Route configuration names a listener's HTTP connection managers fetch over RDS."""
+    chains = list(listener.filter_chains)
+    if listener.HasField("default_filter_chain"):
+        chains.append(listener.default_filter_chain)
+    names: set[str] = set()
+    for chain in chains:
+        for network_filter in chain.filters:
+            typed = network_filter.typed_config
+            if typed.type_url != _HCM_TYPE_URL:
+                continue
+            hcm = hcm_pb2.HttpConnectionManager()
+            typed.Unpack(hcm)
+            if hcm.HasField("rds"):
+                names.add(hcm.rds.route_config_name)
+    return names
