@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.adsload import LoadClient, SimulatedProxy
+from bench.adsload import LoadClient
 from bench.meshgen import (
     MeshSpec,
     default_weights,
@@ -26,6 +26,7 @@ from bench.meshgen import (
     shift_weights,
     subset_cluster,
 )
+from bench.proxies import SimulatedProxy
 from bench.server import ServerProcess
 from bench.xdsinfo import SHORT, Probe, endpoint_probe, weights_probe
 

@@ -165,6 +165,30 @@ class StaticAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
             reader.cancel()
             self._wakeups.discard(wake)
 
+    def _delta(
+        self, t: str, names: set[str], have: dict[str, str], fresh: bool
+    ) -> discovery_pb2.DeltaDiscoveryResponse | None:
+        """What changed for a client holding `have` (name -> version); updates `have`."""
+        by_name = self.resources[t]
+        want = set(by_name) if "*" in names else names & set(by_name)
+        versions = {n: _version({n: by_name[n]}) for n in want}
+        changed = sorted(n for n in want if have.get(n) != versions[n])
+        removed = sorted(set(have) - want)
+        if not changed and not removed and not fresh:
+            return None
+        for n in removed:
+            del have[n]
+        have.update((n, versions[n]) for n in changed)
+        return discovery_pb2.DeltaDiscoveryResponse(
+            type_url=t,
+            system_version_info=_version(by_name),
+            resources=[
+                discovery_pb2.Resource(name=n, version=versions[n], resource=_pack(by_name[n]))
+                for n in changed
+            ],
+            removed_resources=removed,
+        )
+
     async def DeltaAggregatedResources(
         self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest], context: object
     ) -> AsyncIterator[discovery_pb2.DeltaDiscoveryResponse]:
@@ -203,30 +227,11 @@ class StaticAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignor
                     getter.cancel()
                     wake.clear()
                 for t, names in subs.items():
-                    by_name = self.resources[t]
-                    want = set(by_name) if "*" in names else names & set(by_name)
-                    have = held.setdefault(t, {})
-                    versions = {n: _version({n: by_name[n]}) for n in want}
-                    changed = sorted(n for n in want if have.get(n) != versions[n])
-                    removed = sorted(set(have) - want)
-                    if not changed and not removed and t not in fresh:
-                        continue
-                    nonce += 1
-                    yield discovery_pb2.DeltaDiscoveryResponse(
-                        type_url=t,
-                        system_version_info=_version(by_name),
-                        nonce=str(nonce),
-                        resources=[
-                            discovery_pb2.Resource(
-                                name=n, version=versions[n], resource=_pack(by_name[n])
-                            )
-                            for n in changed
-                        ],
-                        removed_resources=removed,
-                    )
-                    for n in removed:
-                        del have[n]
-                    have.update((n, versions[n]) for n in changed)
+                    response = self._delta(t, names, held.setdefault(t, {}), t in fresh)
+                    if response is not None:
+                        nonce += 1
+                        response.nonce = str(nonce)
+                        yield response
         finally:
             reader.cancel()
             self._wakeups.discard(wake)
