@@ -25,9 +25,10 @@ class ValidationError:
     severity: str = "error"
 
     def __str__(self) -> str:
-        obj = f"{self.kind} {self.namespace}/{self.name}" if self.name else (self.kind or "?")
-        where = f" {self.field}:" if self.field else ":"
-        return f"{self.origin}: {self.severity}: {obj}{where} {self.reason}"
+        obj = f"{self.kind} {self.namespace}/{self.name}" if self.name else self.kind
+        where = " ".join(p for p in (obj, self.field) if p)
+        prefix = f"{self.origin}: {self.severity}:"
+        return f"{prefix} {where}: {self.reason}" if where else f"{prefix} {self.reason}"
 
     def to_dict(self) -> dict[str, str]:
         """JSON shape used by /debug/config_errors."""

@@ -75,13 +75,45 @@ _KNOWN_KINDS = {(g, k) for g, _, k in KINDS}
 
 
 class UnsupportedKind(Exception):
-    """A kind meshplane does not read. `warn` is set for Istio kinds (a user expects them to
-    do something); other kinds (Deployment, ServiceAccount...) are simply not mesh config."""
+    """A kind meshplane does not read.
 
-    def __init__(self, reason: str, *, warn: bool) -> None:
+    `severity` says what the user hears: "ignore" for Kubernetes' own kinds that are not
+    mesh config (Deployment, ServiceAccount...: a bookinfo.yaml carries them), "warning" for
+    Istio kinds or versions not read yet (the user expects them to do something), "error"
+    for a kind nobody defines (a typo, or a CRD meshplane has never heard of).
+    """
+
+    def __init__(self, reason: str, *, severity: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.warn = warn
+        self.severity = severity
+
+    @property
+    def warn(self) -> bool:
+        return self.severity != "ignore"
+
+
+# API groups of Kubernetes itself: objects of these groups are valid, just not mesh config.
+KUBERNETES_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "networking.k8s.io",
+        "discovery.k8s.io",
+        "rbac.authorization.k8s.io",
+        "storage.k8s.io",
+        "scheduling.k8s.io",
+        "coordination.k8s.io",
+        "node.k8s.io",
+        "apiextensions.k8s.io",
+        "admissionregistration.k8s.io",
+        "certificates.k8s.io",
+        "events.k8s.io",
+    }
+)
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
@@ -125,11 +157,15 @@ def parser_for(api_version: str, kind: str) -> Parser:
         raise UnsupportedKind(
             f"apiVersion {api_version!r} of {kind} is not one meshplane reads "
             f"(use {', '.join(f'{group}/{v}' if group else v for v in versions)})",
-            warn=True,
+            severity="warning",
         )
-    if group.endswith("istio.io"):
-        raise UnsupportedKind(f"{kind} ({api_version}) is not supported yet, ignored", warn=True)
-    raise UnsupportedKind(f"{kind} ({api_version}) is not mesh config", warn=False)
+    if group.endswith("istio.io") or group == "gateway.networking.k8s.io":
+        raise UnsupportedKind(
+            f"{kind} ({api_version}) is not supported yet, ignored", severity="warning"
+        )
+    if group in KUBERNETES_GROUPS:
+        raise UnsupportedKind(f"{kind} ({api_version}) is not mesh config", severity="ignore")
+    raise UnsupportedKind(f"unknown kind {kind!r} (apiVersion {api_version!r})", severity="error")
 
 
 def parse(

@@ -7,6 +7,7 @@ object would be rejected, 0 if there are only warnings or nothing at all.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from meshplane.model.analysis import analyze
     from meshplane.model.load import load_paths
 
+    # The store logs each problem for `serve`; here the report below is the output.
+    logging.getLogger("meshplane.config").disabled = True
     store = load_paths(args.dirs)
     lines, status = report([*store.errors(), *analyze(store)])
     for line in lines:

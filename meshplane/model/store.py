@@ -100,12 +100,12 @@ class ConfigStore:
         try:
             obj, warnings = parse(event.manifest, event.origin, seq)
         except UnsupportedKind as exc:
-            if exc.warn:
-                self._object_warnings[key] = [
-                    ValidationError(
-                        event.origin, key.kind, key.namespace, key.name, "", exc.reason, "warning"
-                    )
-                ]
+            if exc.severity != "ignore":
+                problem = ValidationError(
+                    event.origin, key.kind, key.namespace, key.name, "", exc.reason, exc.severity
+                )
+                target = self._rejected if exc.severity == "error" else self._object_warnings
+                target[key] = [problem]
             return NO_CHANGE
         except InvalidObject as exc:
             self._rejected[key] = exc.errors

@@ -158,6 +158,12 @@ class TypeResources:
         self._views[names] = made
         return made
 
+    def including(self, extra: Mapping[str, CachedResource]) -> TypeResources:
+        """These resources plus those of `extra` not named here, under their own version."""
+        merged = dict(extra)
+        merged.update(self.resources)
+        return TypeResources(self.type_url, merged)
+
 
 def _type_resources(
     type_url: str, messages: Mapping[str, AnyType], interner: Interner
@@ -227,6 +233,19 @@ class Snapshot:
             if name not in referenced:
                 problems.append(f"route configuration {name!r} is referenced by no listener")
         return problems
+
+
+_ROUTE_NAMES: weakref.WeakKeyDictionary[CachedResource, frozenset[str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def route_names(listener: CachedResource) -> frozenset[str]:
+    """The RDS names a cached listener uses; computed once per content, on first need."""
+    found = _ROUTE_NAMES.get(listener)
+    if found is None:
+        found = _ROUTE_NAMES[listener] = frozenset(rds_names(listener.message))
+    return found
 
 
 def rds_names(listener: AnyType) -> set[str]:

@@ -239,6 +239,11 @@ def test_unsupported_kinds() -> None:
         parse({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}}, ORIGIN, 1)
     assert not exc.value.warn
     with pytest.raises(UnsupportedKind) as exc:
+        parse(
+            {"apiVersion": "foo.example/v1", "kind": "Thing", "metadata": {"name": "a"}}, ORIGIN, 1
+        )
+    assert exc.value.severity == "error" and "unknown kind 'Thing'" in exc.value.reason
+    with pytest.raises(UnsupportedKind) as exc:
         parse(manifest("EnvoyFilter", {}, api="networking.istio.io/v1alpha3"), ORIGIN, 1)
     assert exc.value.warn
     with pytest.raises(UnsupportedKind) as exc:

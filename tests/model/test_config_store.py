@@ -76,7 +76,7 @@ def test_source_errors_until_cleared(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="meshplane.config"):
         store.apply(SourceError(Origin("x.yaml", 0, 3), "not valid YAML: boom"))
         store.apply(SourceError(Origin("x.yaml", 0, 3), "not valid YAML: boom"))
-    assert [str(e) for e in store.errors()] == ["x.yaml:3: error: ?: not valid YAML: boom"]
+    assert [str(e) for e in store.errors()] == ["x.yaml:3: error: not valid YAML: boom"]
     assert len(caplog.records) == 1  # logged once
     store.apply(SourceCleared("x.yaml"))
     assert store.errors() == []
