@@ -3,8 +3,11 @@
 Each stream runs two coroutines: a reader that feeds requests to the stream's session
 (sotw.py / delta.py) and wakes the writer, and the writer, which waits for its wake event
 (set by a request, by `SnapshotCache.set` or by `assign`) and then answers every type from
-the newest snapshot in ADS order CDS -> EDS -> LDS -> RDS -> SDS (rule 35). Responses
-are pre-encoded bytes (see encoding.py); the method handlers serialize with the identity.
+the newest snapshot in ADS order CDS -> EDS -> LDS -> RDS -> SDS (rule 35), as the
+stream's `Handover` plans it: stale clusters are removed only after the new routes are
+ACKed, and routes wait for the client to warm the clusters they need (progress.py).
+Responses are pre-encoded bytes (see encoding.py); the method handlers serialize with
+the identity.
 Rule numbers refer to shared/reference/xds-protocol.md section 1.
 """
 
@@ -26,8 +29,14 @@ from meshplane.xds import type_urls
 from meshplane.xds.cache import Connection, SnapshotCache, next_connection_id
 from meshplane.xds.delta import DeltaSession
 from meshplane.xds.metrics import XdsMetrics
-from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
-from meshplane.xds.snapshot import Snapshot, TypeResources
+from meshplane.xds.progress import (
+    Handover,
+    Outgoing,
+    RequestKind,
+    RequestOutcome,
+    TypeProgress,
+)
+from meshplane.xds.snapshot import CachedResource, Snapshot, TypeResources
 from meshplane.xds.sotw import SotwSession
 from meshplane.xds.sync_status import SyncStatus
 
@@ -38,6 +47,7 @@ Resolver = Callable[[Node], Awaitable[str]]
 Authorizer = Callable[[Node, Mapping[str, str]], Awaitable[None]]
 """Checks a stream's node against its gRPC metadata; raises PermissionError to refuse."""
 
+_ROUTING = frozenset({type_urls.LISTENER, type_urls.ROUTE})
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 # Rule 1: the per-type services, for bootstraps that do not use ADS.
 PER_TYPE_SERVICES: dict[str, tuple[str, str, str]] = {
@@ -61,7 +71,9 @@ class Session(Protocol):
 
     def next_response(self, resources: TypeResources) -> Outgoing | None: ...
 
-    def clusters_sent(self, sent: Outgoing) -> None: ...
+    def clusters_sent(
+        self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None
+    ) -> None: ...
 
 
 class StreamRefused(Exception):
@@ -152,6 +164,7 @@ class XdsStream:
         self.failure: StreamRefused | None = None
         self.closed = False
         self.secrets_withheld_logged = False
+        self.handover = Handover()
 
     async def run(self, requests: AsyncIterator[Any]) -> None:
         """Serve the stream until the client goes away or breaks the protocol."""
@@ -268,17 +281,23 @@ class XdsStream:
 
     async def _push(self, conn: Connection, snapshot: Snapshot) -> None:
         srv = self.servicer
+        states = self.session.states
+        plan = self.handover.plan(states, snapshot)
         sent = False
         for type_url in type_urls.PUSH_ORDER:
             if type_url == type_urls.SECRET and not srv.serve_secrets:
                 self._withhold_secrets(conn)
                 continue
-            out = self.session.next_response(snapshot.get(type_url))
+            if type_url in _ROUTING and self.handover.routes_wait(states):
+                continue  # rule 35: routes only to clusters the client has warmed
+            before = states[type_url].held if type_url in states else {}
+            out = self.session.next_response(plan[type_url])
             if out is None:
                 continue
             if type_url == type_urls.CLUSTER:
-                self.session.clusters_sent(out)
-            conn.held[type_url] = self.session.states[type_url].held
+                self.session.clusters_sent(out, before)
+                self.handover.clusters_sent(before, out)
+            conn.held[type_url] = states[type_url].held
             short = type_urls.short_name(type_url)
             srv.metrics.pushes.inc(short)
             srv.metrics.config_size.labels(short).observe(len(out.data))
@@ -294,10 +313,14 @@ class XdsStream:
         log.warning("xds stream %s asks for secrets on a port that serves none", conn.id)
 
     def _note_convergence(self, conn: Connection, snapshot: Snapshot, sent: bool) -> None:
-        quiet = not sent and all(
-            not st.pending and st.error is None
-            for url, st in self.session.states.items()
-            if url in type_urls.SHORT_NAMES
+        quiet = (
+            not sent
+            and not self.handover.retaining
+            and all(
+                not st.pending and st.error is None
+                for url, st in self.session.states.items()
+                if url in type_urls.SHORT_NAMES
+            )
         )
         if not quiet:
             conn.converged_on = None

@@ -9,7 +9,7 @@ shared/reference/xds-protocol.md section 1.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
@@ -24,6 +24,7 @@ class DeltaTypeState(TypeProgress):
     def __init__(self, type_url: str) -> None:
         super().__init__(type_url)
         self.legacy_wildcard_ok = type_url in type_urls.FULL_STATE
+        self.drops_absent = True
         self.wildcard = False
         self.names: set[str] = set()
         self.client_versions: dict[str, str] = {}
@@ -32,6 +33,17 @@ class DeltaTypeState(TypeProgress):
         self.answer_wildcard = False
         self.synced_at: str | None = None
         """The type version at which this client last needed nothing."""
+
+    def selected(self, resources: TypeResources) -> Mapping[str, CachedResource]:
+        """The resources of `resources` this client subscribes to."""
+        current = resources.resources
+        if self.wildcard:
+            return current
+        return {n: current[n] for n in self.names if n in current}
+
+    def covers(self, names: Iterable[str]) -> bool:
+        """Whether this client subscribes to every one of `names`."""
+        return self.wildcard or all(n in self.names for n in names)
 
     def handle(self, req: DeltaDiscoveryRequest) -> RequestOutcome:
         """Apply one request; subscription changes apply even with a stale nonce (14)."""
@@ -181,8 +193,13 @@ class DeltaSession:
         data = body + self._trailer + encoding.text_field(encoding.DELTA_NONCE, nonce)
         return Outgoing(st.type_url, resources.version, nonce, data, tuple(send), tuple(removed))
 
-    def clusters_sent(self, sent: Outgoing) -> None:
-        """Rule 36: after CDS adds or changes an EDS cluster, resend its endpoints."""
+    def clusters_sent(
+        self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None
+    ) -> None:
+        """Rule 36: after CDS adds or changes an EDS cluster, resend its endpoints.
+
+        `before` is unused: a Delta response carries only added or changed clusters.
+        """
         st = self.states.get(type_urls.ENDPOINT)
         if st is None:
             return

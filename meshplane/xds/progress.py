@@ -119,7 +119,9 @@ class Handover:
         self._routes_wait = False
         self._memo: dict[str, tuple[TypeResources, frozenset[object], TypeResources]] = {}
 
-    def plan(self, states: Mapping[str, TypeProgress], snapshot: Snapshot) -> dict[str, TypeResources]:
+    def plan(
+        self, states: Mapping[str, TypeProgress], snapshot: Snapshot
+    ) -> dict[str, TypeResources]:
         """Type URL -> what to serve this stream now, in place of the snapshot's own."""
         plan = {t: snapshot.get(t) for t in type_urls.PUSH_ORDER}
         self.retaining = False
@@ -127,6 +129,8 @@ class Handover:
         if cds is None or not cds.drops_absent:
             return plan
         clusters = plan[type_urls.CLUSTER]
+        if cds.held is clusters.resources:
+            return plan  # a SotW wildcard client holding exactly this snapshot's clusters
         stale = {n: r for n, r in cds.held.items() if n not in clusters.resources}
         if not stale or _routes_settled(states, snapshot):
             return plan
@@ -135,10 +139,11 @@ class Handover:
         eds = states.get(type_urls.ENDPOINT)
         if eds is not None and eds.drops_absent:
             endpoints = plan[type_urls.ENDPOINT]
+            eds_names = {r.eds_name for r in stale.values() if r.eds_name is not None}
             kept = {
-                r.eds_name: eds.held[r.eds_name]
-                for r in stale.values()
-                if r.eds_name in eds.held and r.eds_name not in endpoints.resources
+                n: eds.held[n]
+                for n in sorted(eds_names)
+                if n in eds.held and n not in endpoints.resources
             }
             if kept:
                 plan[type_urls.ENDPOINT] = self._including(endpoints, kept)
@@ -154,9 +159,7 @@ class Handover:
         cds = states.get(type_urls.CLUSTER)
         return self._routes_wait and cds is not None and cds.pending
 
-    def _including(
-        self, base: TypeResources, extra: Mapping[str, CachedResource]
-    ) -> TypeResources:
+    def _including(self, base: TypeResources, extra: Mapping[str, CachedResource]) -> TypeResources:
         # Memoized so each wake of an unchanged stream does not rehash the union.
         key = frozenset(extra.items())
         found = self._memo.get(base.type_url)

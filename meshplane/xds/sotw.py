@@ -13,12 +13,13 @@ compared versions would resend the rejected config forever (go-control-plane#962
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from meshplane.xds import encoding, type_urls
 from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
-from meshplane.xds.snapshot import TypeResources, View
+from meshplane.xds.snapshot import CachedResource, TypeResources, View
 
 
 class SotwTypeState(TypeProgress):
@@ -27,6 +28,7 @@ class SotwTypeState(TypeProgress):
     def __init__(self, type_url: str) -> None:
         super().__init__(type_url)
         self.full_state = type_url in type_urls.FULL_STATE
+        self.drops_absent = self.full_state
         self.wildcard = False
         self.names: set[str] = set()
         self.legacy_wildcard_ok = True
@@ -38,6 +40,14 @@ class SotwTypeState(TypeProgress):
     def subscription_key(self) -> frozenset[str] | None:
         """None for wildcard (everything), else the subscribed names."""
         return None if self.wildcard else frozenset(self.names)
+
+    def selected(self, resources: TypeResources) -> Mapping[str, CachedResource]:
+        """The resources of `resources` this client subscribes to."""
+        return resources.view(self.subscription_key()).resources
+
+    def covers(self, names: Iterable[str]) -> bool:
+        """Whether this client subscribes to every one of `names`."""
+        return self.wildcard or all(n in self.names for n in names)
 
     def handle(self, req: DiscoveryRequest) -> RequestOutcome:
         """Apply one request for this type."""
@@ -166,8 +176,16 @@ class SotwSession:
         data = view.sotw_body() + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
         return Outgoing(st.type_url, view.version, nonce, data, tuple(view.resources.values()))
 
-    def clusters_sent(self, sent: Outgoing) -> None:
-        """Rule 36: re-answer EDS after any CDS push, even with unchanged endpoints."""
+    def clusters_sent(
+        self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None
+    ) -> None:
+        """Rule 36: re-answer EDS after a CDS push, even with unchanged endpoints.
+
+        `before` is what the client held until `sent`; a push that only drops clusters
+        (rule 35's last step) warms nothing, so it needs no EDS.
+        """
         st = self.states.get(type_urls.ENDPOINT)
-        if st is not None and st.names:
+        if st is None or not st.names:
+            return
+        if before is None or any(before.get(r.name) is not r for r in sent.resources):
             st.force = True
