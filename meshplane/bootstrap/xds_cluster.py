@@ -8,9 +8,9 @@ and sends the join token as gRPC metadata, which the TLS port requires.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
+from meshplane.api.formats import is_ip
 from meshplane.bootstrap.options import BootstrapOptions, parse_host_port
 
 __all__ = ["XDS_CLUSTER", "dynamic_resources", "xds_cluster"]
@@ -25,20 +25,12 @@ _HTTP2_OPTIONS = {
 }
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def xds_cluster(opts: BootstrapOptions) -> dict[str, Any]:
     """Static cluster `xds-grpc` pointing at the control plane."""
     host, port = parse_host_port(opts.xds_target)
     cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
-        "type": "STATIC" if _is_ip(host) else "STRICT_DNS",
+        "type": "STATIC" if is_ip(host) else "STRICT_DNS",
         "connect_timeout": "1s",
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
@@ -64,7 +56,7 @@ def _socket(host: str, port: int) -> dict[str, Any]:
 
 
 def _tls_socket(host: str, ca_pem: str) -> dict[str, Any]:
-    san_type = "IP_ADDRESS" if _is_ip(host) else "DNS"
+    san_type = "IP_ADDRESS" if is_ip(host) else "DNS"
     context: dict[str, Any] = {
         "common_tls_context": {
             "alpn_protocols": ["h2"],

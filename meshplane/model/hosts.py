@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from meshplane.api.formats import is_ip
 from meshplane.api.meta import Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.virtual_service import Destination, HTTPRoute, VirtualServiceSpec
@@ -17,7 +18,7 @@ from meshplane.api.networking.virtual_service import Destination, HTTPRoute, Vir
 
 def fqdn(host: str, namespace: str, domain_suffix: str) -> str:
     """Istio's ResolveShortnameToFQDN: names without a dot get `.<ns>.<suffix>`."""
-    if "." in host or host.startswith("*") or not host:
+    if not host or "." in host or host.startswith("*") or is_ip(host):
         return host
     return f"{host}.{namespace}.{domain_suffix}"
 

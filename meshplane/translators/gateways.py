@@ -27,9 +27,10 @@ from google.protobuf.wrappers_pb2 import BoolValue
 from meshplane.api.meta import Object
 from meshplane.api.networking.gateway import GatewaySpec, Server
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
 from meshplane.translators.domains import dedupe_domains
-from meshplane.translators.hosts import more_specific, resolve_host
+from meshplane.translators.hosts import more_specific
 from meshplane.translators.http_routes import RouteContext, virtual_service_routes
 from meshplane.translators.listeners import (
     filter_chain,
@@ -100,7 +101,7 @@ def _virtual_hosts(view: ProxyView, port: int, servers: list[BoundServer]) -> li
             if not _bound_to(vs, bound.gateway):
                 continue
             suffix = view.mesh.dns_domain_suffix
-            vs_hosts = [resolve_host(h, vs.namespace, suffix) for h in vs.spec.hosts]
+            vs_hosts = [fqdn(h, vs.namespace, suffix) for h in vs.spec.hosts]
             for server_host in _server_hosts(bound, vs.namespace):
                 for vs_host in vs_hosts:
                     host = more_specific(server_host, vs_host)

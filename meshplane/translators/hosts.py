@@ -1,39 +1,13 @@
-"""Host names as Istio compares them: short-name resolution, wildcard matching, gateway host
-intersection and Sidecar egress host filters ("ns/dnsName")."""
+"""Host comparisons only translators need: gateway host intersection and Sidecar egress host
+filters ("ns/dnsName"). Short-name resolution and wildcard matching are the model's
+(`meshplane.model.hosts`), so both stages agree on what a host means."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
+from meshplane.model.hosts import host_matches
 from meshplane.model.services import Service
-
-
-def resolve_host(host: str, namespace: str, dns_suffix: str) -> str:
-    """A rule's host as an FQDN: ``reviews`` in namespace ``default`` is
-    ``reviews.default.svc.cluster.local``; names with a dot, IPs and ``*`` stay as written
-    (Istio's ResolveShortnameToFQDN)."""
-    if not host or host == "*" or "." in host or _is_ip(host):
-        return host
-    return f"{host}.{namespace}.{dns_suffix}"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def host_matches(pattern: str, hostname: str) -> bool:
-    """True when `pattern` (``foo.com``, ``*.foo.com``, ``*``) covers `hostname` (which may
-    itself be a wildcard: ``*.foo.com`` covers ``*.bar.foo.com``)."""
-    if pattern == hostname or pattern == "*":
-        return True
-    if not pattern.startswith("*"):
-        return False
-    return hostname.removeprefix("*").endswith(pattern[1:])
 
 
 def more_specific(a: str, b: str) -> str | None:

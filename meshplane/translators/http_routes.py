@@ -30,8 +30,8 @@ from meshplane.api.networking.virtual_service import (
     HTTPRouteDestination,
     VirtualServiceSpec,
 )
+from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
-from meshplane.translators.hosts import resolve_host
 from meshplane.translators.names import outbound_cluster_name
 from meshplane.translators.policies import cluster_policy
 from meshplane.translators.protos import duration, u32
@@ -81,7 +81,7 @@ def destination_host_port(
 ) -> tuple[str, int]:
     """The destination's FQDN and port; without a port: the service's only port, else the
     listener's port (Istio's rule)."""
-    host = resolve_host(dest.host, vs_namespace, ctx.view.mesh.dns_domain_suffix)
+    host = fqdn(dest.host, vs_namespace, ctx.view.mesh.dns_domain_suffix)
     if dest.port is not None:
         return host, dest.port
     service = next((s for s in ctx.view.services if s.hostname == host), None)

@@ -22,10 +22,10 @@ from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.api.meta import Object
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.model.hosts import fqdn, host_matches
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Service
 from meshplane.translators.domains import dedupe_domains, service_domains
-from meshplane.translators.hosts import host_matches, resolve_host
 from meshplane.translators.http_routes import (
     RouteContext,
     default_route,
@@ -57,7 +57,7 @@ def mesh_virtual_service(view: ProxyView, hostname: str) -> Object[VirtualServic
     suffix = view.mesh.dns_domain_suffix
     wildcard = None
     for vs in view.virtual_services:
-        hosts = [resolve_host(h, vs.namespace, suffix) for h in vs.spec.hosts]
+        hosts = [fqdn(h, vs.namespace, suffix) for h in vs.spec.hosts]
         if hostname in hosts:
             return vs
         if wildcard is None and any(host_matches(h, hostname) for h in hosts):
