@@ -18,13 +18,14 @@ import argparse
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from bench.proxies import Arrival, SimulatedProxy, proxy_node
-from bench.xdsinfo import CDS, EDS, LDS, RDS, SHORT, TYPES, Probe, ResourceDecoder
+from bench.xdsinfo import CDS, EDS, LDS, RDS, SHORT, TYPES, Probe, ResponseDecoder
 
 _SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 SOTW_METHOD = _SERVICE + "StreamAggregatedResources"
@@ -65,7 +66,7 @@ class LoadClient:
             SimulatedProxy(i, proxy_node(i, namespaces))
             for i in range(first_index, first_index + proxies)
         ]
-        self.decoder = ResourceDecoder()
+        self.decoder = ResponseDecoder()
         self.bytes_by_type = {t: 0 for t in TYPES}
         self.responses_by_type = {t: 0 for t in TYPES}
         self._streams_per_channel = streams_per_channel
@@ -169,13 +170,23 @@ class LoadClient:
             await call.write(self._sotw_request(type_url, response.version_info, response.nonce))
             return
         self._record(type_url, len(raw))
-        infos = [self.decoder.decode(type_url, r.value) for r in response.resources]
+        decoded = self.decoder.decode_response(
+            type_url, response.version_info, response.nonce, raw, response.resources
+        )
+        infos = decoded.infos
         if type_url in (CDS, LDS):  # full state: what is absent was deleted
-            state.held = {info.name: info for info in infos}
+            state.held, state.refs = decoded.by_name, decoded.refs
+        elif state.subscribed >= decoded.by_name.keys():
+            state.held = {**state.held, **decoded.by_name}
         else:
-            state.held.update((info.name, info) for info in infos if info.name in state.subscribed)
+            state.held = {
+                **state.held,
+                **{n: i for n, i in decoded.by_name.items() if n in state.subscribed},
+            }
         state.version, state.nonce = response.version_info, response.nonce
-        await call.write(self._sotw_request(type_url, state.version, state.nonce, state.subscribed))
+        await call.write(
+            self._sotw_request(type_url, state.version, state.nonce, state.request_names)
+        )
         acked = time.monotonic()
         state.acks += 1
         state.size += len(raw)
@@ -190,19 +201,18 @@ class LoadClient:
         wanted = proxy.wanted(type_url)
         if wanted == state.subscribed:
             return
-        state.subscribed = wanted
+        state.subscribed, state.request_names = wanted, sorted(wanted)
         state.held = {k: v for k, v in state.held.items() if k in wanted}
-        await call.write(self._sotw_request(type_url, state.version, state.nonce, wanted))
+        await call.write(
+            self._sotw_request(type_url, state.version, state.nonce, state.request_names)
+        )
 
     @staticmethod
     def _sotw_request(
-        type_url: str, version: str, nonce: str, names: frozenset[str] = frozenset()
+        type_url: str, version: str, nonce: str, names: Sequence[str] = ()
     ) -> discovery_pb2.DiscoveryRequest:
         return discovery_pb2.DiscoveryRequest(
-            type_url=type_url,
-            version_info=version,
-            response_nonce=nonce,
-            resource_names=sorted(names),
+            type_url=type_url, version_info=version, response_nonce=nonce, resource_names=names
         )
 
     async def _run_delta(self, channel: grpc.aio.Channel, proxy: SimulatedProxy) -> None:
@@ -237,15 +247,18 @@ class LoadClient:
             await call.write(ack)
             return
         self._record(type_url, len(raw))
-        infos = [
-            self.decoder.decode(type_url, r.resource.value, r.name) for r in response.resources
-        ]
-        for info in infos:
-            state.held[info.name] = info
-            state.absent.discard(info.name)
+        decoded = self.decoder.decode_response(
+            type_url, response.system_version_info, response.nonce, raw, response.resources
+        )
+        infos = decoded.infos
+        first_fill = not state.held and not response.removed_resources
+        state.held.update(decoded.by_name)  # this proxy's own dict: shared `by_name` is copied
+        if state.absent:
+            state.absent -= decoded.by_name.keys()
         for name in response.removed_resources:
             state.held.pop(name, None)
             state.absent.add(name)
+        state.refs = decoded.refs if first_fill else None
         state.version, state.nonce = response.system_version_info, response.nonce
         await call.write(ack)
         acked = time.monotonic()
@@ -289,6 +302,7 @@ def summary(client: LoadClient) -> dict[str, Any]:
         if client.proxies
         else {},
         "errors": client.errors()[:5],
+        "decoded": {"hits": client.decoder.hits, "misses": client.decoder.misses},
     }
 
 

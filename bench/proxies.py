@@ -6,6 +6,7 @@ its full config" or "this change reached it" is plain data, readable and testabl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
@@ -54,8 +55,10 @@ class TypeState:
     """What one proxy holds of one type, and the log of what it was sent."""
 
     held: dict[str, ResourceInfo] = field(default_factory=dict)
+    refs: frozenset[str] | None = None  # names `held` makes a proxy subscribe to; None: stale
     absent: set[str] = field(default_factory=set)  # Delta: subscribed names the server lacks
     subscribed: frozenset[str] = frozenset()
+    request_names: list[str] = field(default_factory=list)  # `subscribed`, sorted once
     version: str = ""
     nonce: str = ""
     acks: int = 0
@@ -84,9 +87,8 @@ class SimulatedProxy:
             return False
         for t in (EDS, RDS):
             state = self.types[t]
-            for name in state.subscribed:
-                if name not in state.held and name not in state.absent:
-                    return False
+            if state.subscribed - state.held.keys() - state.absent:
+                return False
         return True
 
     def arm(self, probe: Probe) -> bool:
@@ -98,10 +100,12 @@ class SimulatedProxy:
 
     def wanted(self, type_url: str) -> frozenset[str]:
         """Names to subscribe to for a dependent type, from what its parent type holds."""
-        parent = CDS if type_url == EDS else LDS
-        return frozenset(ref for info in self.types[parent].held.values() for ref in info.refs)
+        parent = self.types[CDS if type_url == EDS else LDS]
+        if parent.refs is None:
+            parent.refs = frozenset(ref for info in parent.held.values() for ref in info.refs)
+        return parent.refs
 
-    def after_ack(self, type_url: str, infos: list[ResourceInfo], acked: float) -> None:
+    def after_ack(self, type_url: str, infos: Sequence[ResourceInfo], acked: float) -> None:
         """Bookkeeping once the ACK of a response is written: readiness and probe timing."""
         if self.configured_at is None and self.is_configured():
             self.configured_at = acked

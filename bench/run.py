@@ -124,6 +124,8 @@ async def run_one(
             try:
                 result["phases"] = await _scenarios(server, client, mesh_dir, spec, serial, args)
                 result["stream_errors"] = client.errors()[:10]
+                decoder = client.decoder
+                result["client_responses_decoded"] = {"shared": decoder.hits, "own": decoder.misses}
                 result["syncz"] = await server.syncz_summary()
             finally:
                 await client.stop()

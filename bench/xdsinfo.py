@@ -11,8 +11,9 @@ and has the changed content arrived?
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -21,6 +22,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2,
 )
+from envoy.service.discovery.v3 import discovery_pb2
 
 _PREFIX = "type.googleapis.com/"
 CDS = _PREFIX + "envoy.config.cluster.v3.Cluster"
@@ -104,6 +106,69 @@ class ResourceDecoder:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+@dataclass(frozen=True)
+class DecodedResponse:
+    """The resources of one SotW response, shared by every proxy that receives the same one.
+
+    `by_name` and `refs` are shared too: receivers must replace, never mutate, them.
+    """
+
+    infos: tuple[ResourceInfo, ...]
+    by_name: dict[str, ResourceInfo]
+    refs: frozenset[str]
+
+
+def _nonce_field(nonce: str) -> bytes:
+    """DiscoveryResponse field 5 (nonce) as it is encoded on the wire."""
+    data = nonce.encode()
+    length, size = b"", len(data)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            return b"\x2a" + length + data
+
+
+class ResponseDecoder(ResourceDecoder):
+    """Also decodes whole responses once: a fleet in one scope gets the same bytes, which differ
+    only in their nonce. The nonce (field 5) is encoded after every resource (field 2), so its
+    last occurrence is cut out; a stray match only costs a cache miss.
+    """
+
+    MAX_RESPONSES = 64  # bounds memory when every proxy gets different bytes
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._responses: dict[tuple[str, str, bytes], DecodedResponse] = {}
+        self.hits = self.misses = 0
+
+    def decode_response(
+        self, type_url: str, version: str, nonce: str, raw: bytes, resources: Sequence[Any]
+    ) -> DecodedResponse:
+        """The resources of a SotW (`Any`) or Delta (`Resource`) response, decoded once."""
+        nonce_field = _nonce_field(nonce)
+        at = raw.rfind(nonce_field)
+        body = raw[:at] + raw[at + len(nonce_field) :] if at >= 0 else raw
+        key = (type_url, version, body)
+        decoded = self._responses.get(key)
+        if decoded is not None and len(decoded.infos) == len(resources):
+            self.hits += 1
+        else:
+            self.misses += 1
+            if len(self._responses) >= self.MAX_RESPONSES:
+                self._responses.clear()
+            infos = tuple(
+                self.decode(type_url, r.resource.value, r.name)
+                if isinstance(r, discovery_pb2.Resource)
+                else self.decode(type_url, r.value)
+                for r in resources
+            )
+            by_name = {info.name: info for info in infos}
+            refs = frozenset(ref for info in infos for ref in info.refs)
+            decoded = self._responses[key] = DecodedResponse(infos, by_name, refs)
+        return decoded
 
 
 @dataclass
