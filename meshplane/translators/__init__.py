@@ -19,10 +19,11 @@ from meshplane.translators.clusters import outbound_clusters
 from meshplane.translators.endpoints import cluster_load_assignments
 from meshplane.translators.gateways import gateway_listeners_and_routes
 from meshplane.translators.inbound import inbound_clusters, virtual_inbound_listener
+from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.outbound import outbound_listeners_and_routes
 from meshplane.translators.resources import Resources
 
-__all__ = ["translate"]
+__all__ = ["TranslationMemo", "translate"]
 
 
 class _Named(Protocol):
@@ -43,7 +44,7 @@ def _by_name(items: Iterable[N]) -> dict[str, N]:
 
 
 def _listeners_routes_clusters(
-    view: ProxyView,
+    view: ProxyView, memo: TranslationMemo | None
 ) -> tuple[list[Listener], list[RouteConfiguration], list[Cluster]]:
     if view.proxy_type == "router":
         listeners, routes = gateway_listeners_and_routes(view)
@@ -51,17 +52,22 @@ def _listeners_routes_clusters(
     if view.interception_mode.upper() == "NONE":
         parts = none_mode_parts(view)
         return parts.listeners, parts.routes, parts.clusters
-    listeners, routes = outbound_listeners_and_routes(view)
+    listeners, routes = outbound_listeners_and_routes(view, memo)
     return [*listeners, virtual_inbound_listener(view)], routes, inbound_clusters(view)
 
 
-def translate(view: ProxyView) -> Resources:
-    """Listeners, routes, clusters and endpoints for one proxy view (secrets: none yet)."""
-    listeners, routes, extra_clusters = _listeners_routes_clusters(view)
+def translate(view: ProxyView, memo: TranslationMemo | None = None) -> Resources:
+    """Listeners, routes, clusters and endpoints for one proxy view (secrets: none yet).
+
+    `memo` (owned by the caller, e.g. the pusher) lets resources whose inputs did not change
+    since an earlier call, for this view or another, be returned as the objects built then;
+    the output is the same with or without it.
+    """
+    listeners, routes, extra_clusters = _listeners_routes_clusters(view, memo)
     return Resources(
         listeners=_by_name(listeners),
         routes=_by_name(routes),
-        clusters=_by_name([*outbound_clusters(view), *extra_clusters]),
-        endpoints=cluster_load_assignments(view),
+        clusters=_by_name([*outbound_clusters(view, memo), *extra_clusters]),
+        endpoints=cluster_load_assignments(view, memo),
         secrets={},
     )

@@ -24,6 +24,7 @@ from meshplane.model.scope import ProxyView
 from meshplane.model.services import Endpoint
 from meshplane.translators import cluster_policy as policy
 from meshplane.translators.endpoints import cluster_load_assignment, plan_endpoints
+from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_BIND,
@@ -155,9 +156,23 @@ def inbound_passthrough_cluster(mesh: MeshConfig) -> Cluster:
     return original_dst_cluster(INBOUND_PASSTHROUGH_CLUSTER, mesh, INBOUND_PASSTHROUGH_BIND)
 
 
-def outbound_clusters(view: ProxyView) -> list[Cluster]:
-    """Every service cluster of `view` plus BlackHoleCluster and PassthroughCluster."""
-    clusters = [
-        outbound_cluster(p, view.mesh, view.endpoints) for p in outbound_cluster_plans(view)
-    ]
+def _memo_cluster(plan: ClusterPlan, view: ProxyView, memo: TranslationMemo) -> Cluster:
+    def build() -> Cluster:
+        return outbound_cluster(plan, view.mesh, view.endpoints)
+
+    # A cluster is a function of its plan (service, port, subset, policy, discovery) and the
+    # mesh config; DNS clusters carry their endpoints inline, so those join the key.
+    inline = plan.discovery in (STRICT_DNS, LOGICAL_DNS)
+    endpoints = view.endpoints.get(plan.service.hostname, ()) if inline else ()
+    return memo.get(("cds", plan.name), (plan, view.mesh, endpoints), build)
+
+
+def outbound_clusters(view: ProxyView, memo: TranslationMemo | None = None) -> list[Cluster]:
+    """Every service cluster of `view` plus BlackHoleCluster and PassthroughCluster.
+    With a `memo`, clusters whose inputs did not change are reused as built."""
+    plans = outbound_cluster_plans(view)
+    if memo is None:
+        clusters = [outbound_cluster(p, view.mesh, view.endpoints) for p in plans]
+    else:
+        clusters = [_memo_cluster(p, view, memo) for p in plans]
     return [*clusters, blackhole_cluster(view.mesh), passthrough_cluster(view.mesh)]

@@ -7,7 +7,7 @@ reads only the view's services, rules and endpoints and builds no listeners or r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from envoy.config.core.v3.base_pb2 import Locality
 from envoy.config.core.v3.health_check_pb2 import HEALTHY
@@ -22,6 +22,7 @@ from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Endpoint
+from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.plans import EDS, ClusterPlan, outbound_cluster_plans
 from meshplane.translators.protos import socket_address, u32
 
@@ -88,10 +89,32 @@ def plan_load_assignment(
     return cluster_load_assignment(plan.name, chosen)
 
 
-def cluster_load_assignments(view: ProxyView) -> dict[str, ClusterLoadAssignment]:
-    """One ClusterLoadAssignment per EDS cluster of `view`, keyed (and ordered) by name."""
-    return {
-        plan.name: plan_load_assignment(plan, view.endpoints)
-        for plan in outbound_cluster_plans(view)
-        if plan.discovery == EDS
-    }
+def _memo_load_assignment(
+    plan: ClusterPlan, view: ProxyView, memo: TranslationMemo
+) -> ClusterLoadAssignment:
+    # An assignment is its name (the slot) and the endpoints chosen for it, compared by
+    # content: an edit to another subset's endpoints keeps this one as built.
+    chosen = plan_endpoints(plan, view.endpoints.get(plan.service.hostname, ()))
+    return memo.get(
+        ("eds", plan.name), tuple(chosen), lambda: cluster_load_assignment(plan.name, chosen)
+    )
+
+
+def cluster_load_assignments(
+    view: ProxyView,
+    memo: TranslationMemo | None = None,
+    hosts: Collection[str] | None = None,
+) -> dict[str, ClusterLoadAssignment]:
+    """One ClusterLoadAssignment per EDS cluster of `view`, keyed (and ordered) by name.
+
+    `hosts` limits the result to the clusters of those service hosts (an endpoint-only push
+    rebuilds just those); with a `memo`, assignments whose inputs did not change are reused.
+    """
+    plans = [
+        p
+        for p in outbound_cluster_plans(view)
+        if p.discovery == EDS and (hosts is None or p.service.hostname in hosts)
+    ]
+    if memo is None:
+        return {p.name: plan_load_assignment(p, view.endpoints) for p in plans}
+    return {p.name: _memo_load_assignment(p, view, memo) for p in plans}

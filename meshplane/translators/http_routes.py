@@ -9,8 +9,9 @@ modules; a route whose action cannot be built is skipped rather than emitted hal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.core.v3.base_pb2 import DataSource
 from envoy.config.route.v3.route_components_pb2 import (
@@ -32,6 +33,7 @@ from meshplane.api.networking.virtual_service import (
 )
 from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
+from meshplane.model.services import Service
 from meshplane.translators.names import outbound_cluster_name
 from meshplane.translators.policies import cluster_policy
 from meshplane.translators.protos import duration, u32
@@ -55,6 +57,45 @@ class RouteContext:
     view: ProxyView
     port: int
     gateway: str = ""
+    services_by_host: Mapping[str, Service] | None = None
+    """The view's services by hostname, when the caller has indexed them (a scan otherwise)."""
+
+    def service(self, host: str) -> Service | None:
+        """The visible service named `host`, if any."""
+        if self.services_by_host is not None:
+            return self.services_by_host.get(host)
+        return next((s for s in self.view.services if s.hostname == host), None)
+
+
+def object_content(obj: Object[Any] | None) -> tuple[object, ...] | None:
+    """An object's identity and meaning, comparable by content (Objects compare by id)."""
+    if obj is None:
+        return None
+    return (obj.kind, obj.namespace, obj.name, obj.revision, obj.spec)
+
+
+def route_inputs(vs: Object[VirtualServiceSpec], ctx: RouteContext) -> tuple[object, ...]:
+    """Everything `virtual_service_routes(vs, ctx)` reads besides ctx.port and the view's
+    namespace: the memo key of its output. Keep it in step with the builders below: a read
+    of the view missing here is a stale-cache bug."""
+    suffix = ctx.view.mesh.dns_domain_suffix
+    hosts = sorted(
+        {
+            fqdn(dest.host, vs.namespace, suffix)
+            for http in vs.spec.http
+            for dest in (
+                *(r.destination for r in http.route),
+                *(m.destination for m in http.mirrors),
+            )
+        }
+    )
+    rules = ctx.view.destination_rules
+    return (
+        object_content(vs),
+        ctx.gateway,
+        ctx.view.mesh,
+        [(h, ctx.service(h), object_content(rules.get(h))) for h in hosts],
+    )
 
 
 def _gateway_ref(ref: str, vs_namespace: str) -> str:
@@ -84,7 +125,7 @@ def destination_host_port(
     host = fqdn(dest.host, vs_namespace, ctx.view.mesh.dns_domain_suffix)
     if dest.port is not None:
         return host, dest.port
-    service = next((s for s in ctx.view.services if s.hostname == host), None)
+    service = ctx.service(host)
     if service is not None and len(service.ports) == 1:
         return host, service.ports[0].number
     return host, ctx.port

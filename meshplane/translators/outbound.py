@@ -22,6 +22,7 @@ from meshplane.translators.listeners import (
     tcp_proxy_filter,
     tls_inspector,
 )
+from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.names import (
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
@@ -128,7 +129,7 @@ def outbound_tcp_listeners(view: ProxyView, taken: set[str]) -> list[Listener]:
 
 
 def outbound_listeners_and_routes(
-    view: ProxyView,
+    view: ProxyView, memo: TranslationMemo | None = None
 ) -> tuple[list[Listener], list[RouteConfiguration]]:
     """virtualOutbound, the per-port outbound listeners and their route configurations."""
     listeners = [virtual_outbound_listener(view)]
@@ -138,6 +139,6 @@ def outbound_listeners_and_routes(
         name = sidecar_route_name(port)
         listeners.append(outbound_http_listener(WILDCARD_ADDRESS, port, name, bind=False))
         taken.add(listener_name(WILDCARD_ADDRESS, port))
-        routes.append(route_configuration(name, port, services, view))
+        routes.append(route_configuration(name, port, services, view, memo))
     listeners.extend(outbound_tcp_listeners(view, taken))
     return listeners, routes

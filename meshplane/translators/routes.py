@@ -29,8 +29,10 @@ from meshplane.translators.domains import dedupe_domains, service_domains
 from meshplane.translators.http_routes import (
     RouteContext,
     default_route,
+    route_inputs,
     virtual_service_routes,
 )
+from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.names import (
     PASSTHROUGH_CLUSTER,
     is_http,
@@ -51,26 +53,53 @@ def outbound_policy(view: ProxyView) -> str:
     return (sidecar or view.mesh.outbound_traffic_policy).upper()
 
 
+class VirtualServiceIndex:
+    """The view's VirtualServices by FQDN host: exact hosts, then wildcards in view order.
+
+    Built once per route configuration: looking each service up by scanning every
+    VirtualService made a 1000-service route configuration cost a million host comparisons.
+    """
+
+    def __init__(self, view: ProxyView) -> None:
+        suffix = view.mesh.dns_domain_suffix
+        self.exact: dict[str, Object[VirtualServiceSpec]] = {}
+        self.wildcards: list[tuple[str, Object[VirtualServiceSpec]]] = []
+        for vs in view.virtual_services:
+            for host in vs.spec.hosts:
+                name = fqdn(host, vs.namespace, suffix)
+                if name.startswith("*"):
+                    self.wildcards.append((name, vs))
+                else:
+                    self.exact.setdefault(name, vs)
+
+    def lookup(self, hostname: str) -> Object[VirtualServiceSpec] | None:
+        """An exact host match first, then the first VirtualService with a matching wildcard."""
+        found = self.exact.get(hostname)
+        if found is not None:
+            return found
+        return next((vs for h, vs in self.wildcards if host_matches(h, hostname)), None)
+
+
 def mesh_virtual_service(view: ProxyView, hostname: str) -> Object[VirtualServiceSpec] | None:
     """The VirtualService that routes `hostname` for this sidecar: an exact host match
     first, then the first wildcard match (the view orders VirtualServices oldest first)."""
-    suffix = view.mesh.dns_domain_suffix
-    wildcard = None
-    for vs in view.virtual_services:
-        hosts = [fqdn(h, vs.namespace, suffix) for h in vs.spec.hosts]
-        if hostname in hosts:
-            return vs
-        if wildcard is None and any(host_matches(h, hostname) for h in hosts):
-            wildcard = vs
-    return wildcard
+    return VirtualServiceIndex(view).lookup(hostname)
 
 
-def service_routes(service: Service, port: int, view: ProxyView) -> list[Route]:
+def service_routes(
+    service: Service,
+    port: int,
+    view: ProxyView,
+    vs: Object[VirtualServiceSpec] | None = None,
+    ctx: RouteContext | None = None,
+) -> list[Route]:
     """The VirtualService's routes for this port, else the default route. A VirtualService
-    with no route for this port falls back to the default (rather than a 404 host)."""
-    vs = mesh_virtual_service(view, service.hostname)
+    with no route for this port falls back to the default (rather than a 404 host).
+    `vs` is the VirtualService bound to the service (looked up when not given)."""
+    if vs is None and ctx is None:
+        vs = mesh_virtual_service(view, service.hostname)
     if vs is not None:
-        routes = virtual_service_routes(vs, RouteContext(view, port))
+        routes = virtual_service_routes(vs, ctx or RouteContext(view, port))
         if routes:
             return routes
     return [default_route(outbound_cluster_name(port, service.hostname))]
@@ -89,18 +118,42 @@ def catch_all_virtual_host(view: ProxyView) -> VirtualHost:
     return VirtualHost(name="allow_any", domains=["*"], routes=[route])
 
 
+def _virtual_host(
+    service: Service,
+    domains: list[str],
+    vs: Object[VirtualServiceSpec] | None,
+    ctx: RouteContext,
+    memo: TranslationMemo | None,
+) -> VirtualHost:
+    def build() -> VirtualHost:
+        return VirtualHost(
+            name=virtual_host_name(service.hostname, ctx.port),
+            domains=domains,
+            routes=service_routes(service, ctx.port, ctx.view, vs, ctx),
+        )
+
+    if memo is None:
+        return build()
+    # Everything build() reads: the host's name, its domains, and what its routes depend on.
+    key = (domains, route_inputs(vs, ctx)) if vs is not None else (domains,)
+    return memo.get(("vhost", ctx.view.namespace, ctx.port, service.hostname), key, build)
+
+
 def route_configuration(
-    name: str, port: int, services: Sequence[Service], view: ProxyView
+    name: str,
+    port: int,
+    services: Sequence[Service],
+    view: ProxyView,
+    memo: TranslationMemo | None = None,
 ) -> RouteConfiguration:
-    """Route configuration `name` for outbound HTTP `port` over `services` (sorted)."""
+    """Route configuration `name` for outbound HTTP `port` over `services` (sorted).
+    With a `memo`, virtual hosts whose inputs did not change are reused as built."""
     ordered = sorted(services, key=lambda s: s.hostname)
     domains = dedupe_domains(service_domains(s, port, proxy_domain(view)) for s in ordered)
+    index = VirtualServiceIndex(view)
+    ctx = RouteContext(view, port, services_by_host={s.hostname: s for s in view.services})
     hosts = [
-        VirtualHost(
-            name=virtual_host_name(s.hostname, port),
-            domains=d,
-            routes=service_routes(s, port, view),
-        )
+        _virtual_host(s, d, index.lookup(s.hostname), ctx, memo)
         for s, d in zip(ordered, domains, strict=True)
         if d
     ]

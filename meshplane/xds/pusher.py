@@ -3,8 +3,15 @@
 The bridge between the config pipeline and the xDS cache (Contour's observer step).
 Every connected proxy's view is recomputed against the new model; proxies whose view key
 is unchanged keep their snapshot, and get a new EDS only if an endpoint they can see
-changed (Istio's incremental EDS push). A key nobody has translated yet is translated
-once, however many proxies share it. Snapshots no proxy uses any more are dropped.
+changed (Istio's incremental EDS push), built for the changed hosts alone. A key nobody
+has translated yet is translated once, however many proxies share it. Snapshots no proxy
+uses any more are dropped.
+
+The pusher owns a TranslationMemo shared by every scope: clusters, assignments and virtual
+hosts whose inputs did not change are reused as built (and, being the same objects, are not
+serialized again by the snapshot interner), so a config edit costs roughly what the
+resources it changes cost. After each translating push the memo keeps only what that push
+used (see `_sweep_memo`), which bounds it by the live scopes however much config churns.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from meshplane.model.proxy import BadNode, Proxy
 from meshplane.model.scope import ProxyView
 from meshplane.model.store import ConfigStore
 from meshplane.model.views import view_for
-from meshplane.translators import translate
+from meshplane.translators import TranslationMemo, translate
 from meshplane.translators.endpoints import cluster_load_assignments
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.snapshot import Snapshot
 
 log = logging.getLogger("meshplane.xds.pusher")
+
+_SWEEP_EVERY = 8
 
 
 class Pusher:
@@ -43,6 +52,8 @@ class Pusher:
         self._store = store
         self._cache = cache
         self._views: dict[str, ProxyView] = {}
+        self._memo = TranslationMemo()
+        self._pushes_since_sweep = 0
         self._on_push = on_push  # (kind "full"|"eds", seconds) for metrics
 
     async def resolve(self, node: Node) -> str:
@@ -73,13 +84,15 @@ class Pusher:
                 self._ensure(view)
                 translated += 1
             elif self._sees(view, change.endpoint_hosts):
-                self._refresh_endpoints(view)
+                self._refresh_endpoints(view, change.endpoint_hosts)
                 refreshed += 1
             # Translation is CPU-bound: let streams send between scopes.
             await asyncio.sleep(0)
         for conn_id, key in assignments:
             self._cache.assign(conn_id, key)
         self._forget_unused(set(views))
+        if translated:
+            self._sweep_memo(every_scope=translated == len(views))
         elapsed = time.perf_counter() - started
         log.info(
             "push: model v%d, %d proxies, %d scopes (%d translated, %d EDS-only) in %.3fs",
@@ -96,7 +109,7 @@ class Pusher:
     def _ensure(self, view: ProxyView) -> None:
         if self._cache.get(view.key) is not None:
             return
-        snapshot = Snapshot.from_resources(translate(view))
+        snapshot = Snapshot.from_resources(translate(view, self._memo))
         problems = snapshot.consistent()
         if problems:
             # A translator bug: report it loudly; Envoy warms what it can.
@@ -104,12 +117,24 @@ class Pusher:
         self._views[view.key] = view
         self._cache.set(view.key, snapshot)
 
-    def _refresh_endpoints(self, view: ProxyView) -> None:
+    def _sweep_memo(self, every_scope: bool) -> None:
+        # A push that re-translated every live scope has used all the memo still needs; after
+        # a partial one, entries only the untouched scopes use would go and be rebuilt at the
+        # next edit, so those sweeps wait (bounded: one in _SWEEP_EVERY translating pushes).
+        self._pushes_since_sweep += 1
+        if every_scope or self._pushes_since_sweep >= _SWEEP_EVERY:
+            self._memo.sweep()
+            self._pushes_since_sweep = 0
+
+    def _refresh_endpoints(self, view: ProxyView, hosts: frozenset[str]) -> None:
         current = self._cache.get(view.key)
         if current is None:
             return
         self._views[view.key] = view
-        self._cache.set(view.key, current.with_endpoints(cluster_load_assignments(view)))
+        # The view key is unchanged, so its EDS cluster names are too: only the assignments
+        # of the changed hosts can differ from what the snapshot holds.
+        changed = cluster_load_assignments(view, self._memo, hosts)
+        self._cache.set(view.key, current.with_changed_endpoints(changed))
 
     @staticmethod
     def _sees(view: ProxyView, hosts: frozenset[str]) -> bool:

@@ -75,18 +75,34 @@ def resource_name(message: AnyType) -> str:
 
 
 class Interner:
-    """Content hash -> CachedResource; entries vanish when no snapshot holds them."""
+    """Content hash -> CachedResource; entries vanish when no snapshot holds them.
+
+    A message object interned before is recognised by identity and not serialized again:
+    translators given a TranslationMemo return the very objects they built earlier, so a
+    resource is encoded once per content however many scopes and pushes carry it. (The
+    identity entry is trusted only while its CachedResource still holds that object, which
+    also keeps the object's id from being reused.)
+    """
 
     def __init__(self) -> None:
         self._by_hash: weakref.WeakValueDictionary[tuple[str, str], CachedResource] = (
             weakref.WeakValueDictionary()
         )
+        self._by_object: weakref.WeakValueDictionary[int, CachedResource] = (
+            weakref.WeakValueDictionary()
+        )
+        self.encoded = 0
+        """Messages serialized so far (a message seen before by identity is not)."""
 
     def __len__(self) -> int:
         return len(self._by_hash)
 
     def intern(self, type_url: str, message: AnyType) -> CachedResource:
         """The shared CachedResource for this message's content."""
+        seen = self._by_object.get(id(message))
+        if seen is not None and seen.message is message and seen.type_url == type_url:
+            return seen
+        self.encoded += 1
         value = message.SerializeToString(deterministic=True)
         version = content_hash(value)
         key = (type_url, version)
@@ -109,6 +125,7 @@ class Interner:
             eds_name=_eds_name(message),
         )
         self._by_hash[key] = cached
+        self._by_object[id(message)] = cached
         return cached
 
 
@@ -210,6 +227,24 @@ class Snapshot:
         """A copy with only the EDS resources replaced (endpoint-only pushes)."""
         types = dict(self._types)
         types[type_urls.ENDPOINT] = _type_resources(type_urls.ENDPOINT, endpoints, interner)
+        return Snapshot(types)
+
+    def with_changed_endpoints(
+        self,
+        changed: Mapping[str, ClusterLoadAssignment],
+        *,
+        interner: Interner = SHARED_INTERNER,
+    ) -> Snapshot:
+        """A copy whose EDS resources named in `changed` are replaced (or added); every other
+        resource, of any type, is kept as it is. For endpoint-only pushes that rebuilt just
+        the assignments of the hosts whose endpoints changed."""
+        if not changed:
+            return self
+        current = self.get(type_urls.ENDPOINT).resources
+        merged = dict(current)
+        merged.update({n: interner.intern(type_urls.ENDPOINT, m) for n, m in changed.items()})
+        types = dict(self._types)
+        types[type_urls.ENDPOINT] = TypeResources(type_urls.ENDPOINT, merged)
         return Snapshot(types)
 
     def consistent(self) -> list[str]:
