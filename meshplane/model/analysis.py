@@ -109,10 +109,20 @@ def _destinations(vs: VirtualServiceSpec) -> Iterator[tuple[str, Destination]]:
             yield f"spec.tls[{i}].route[{j}].destination", d.destination
 
 
-def _known_host(model: MeshModel, host: str) -> bool:
-    if host in model.services:
-        return True
-    return any(host_matches(h, host) for h in model.services if h.startswith("*"))
+class _HostIndex:
+    """Exact names in a dict, wildcard patterns in a short list: a lookup costs one dict probe
+    plus the (few) wildcards, not a scan of every service or rule."""
+
+    def __init__(self, entries: Mapping[str, set[str]]) -> None:
+        self.exact = {h: v for h, v in entries.items() if not h.startswith("*")}
+        self.wildcards = [(h, v) for h, v in entries.items() if h.startswith("*")]
+
+    def matching(self, host: str) -> Iterator[set[str]]:
+        if host in self.exact:
+            yield self.exact[host]
+        for pattern, value in self.wildcards:
+            if host_matches(pattern, host):
+                yield value
 
 
 def _subsets(model: MeshModel) -> dict[str, set[str]]:
@@ -123,10 +133,11 @@ def _subsets(model: MeshModel) -> dict[str, set[str]]:
 
 
 def _dangling_references(model: MeshModel) -> Iterator[ValidationError]:
-    subsets = _subsets(model)
+    subsets = _HostIndex(_subsets(model))
+    services = _HostIndex({h: set() for h in model.services})
     for vs in model.virtual_services:
         for path, dest in _destinations(vs.spec):
-            if not _known_host(model, dest.host):
+            if next(services.matching(dest.host), None) is None:
                 yield _warn(
                     vs,
                     f"{path}.host",
@@ -134,9 +145,7 @@ def _dangling_references(model: MeshModel) -> Iterator[ValidationError]:
                     "(no Service or ServiceEntry declares it)",
                 )
             if dest.subset:
-                defined = set().union(
-                    *(names for h, names in subsets.items() if host_matches(h, dest.host))
-                )
+                defined = set().union(*subsets.matching(dest.host))
                 if dest.subset not in defined:
                     yield _warn(
                         vs,
