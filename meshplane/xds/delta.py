@@ -9,6 +9,7 @@ shared/reference/xds-protocol.md section 1.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
@@ -60,7 +61,9 @@ class DeltaTypeState(TypeProgress):
         subscribe = list(req.resource_names_subscribe)
         unsubscribe = list(req.resource_names_unsubscribe)
         if first:
-            self.client_versions = dict(req.initial_resource_versions)
+            self.client_versions = {
+                sys.intern(n): v for n, v in req.initial_resource_versions.items()
+            }
             # Rule 19: a first request with no names at all is the legacy wildcard.
             if self.legacy_wildcard_ok and not subscribe and not unsubscribe:
                 self._start_wildcard()
@@ -80,6 +83,8 @@ class DeltaTypeState(TypeProgress):
             if name == "*":
                 self._start_wildcard()
             else:
+                # Interned: every proxy of a scope subscribes to the same thousands of names.
+                name = sys.intern(name)
                 self.names.add(name)
                 self.force.add(name)  # rule 26: every subscribed name is answered
 

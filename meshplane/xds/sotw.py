@@ -8,18 +8,113 @@ The decision compares the content the subscription selects with what this client
 sent - never with the version the request carries. A NACK therefore parks the type until
 the content changes (rule 11): the NACK repeats the previous version, and a cache that
 compared versions would resend the rejected config forever (go-control-plane#962).
+
+CDS and LDS responses carry the full state (rule 21). EDS, RDS and SDS responses carry only
+what the client lacks: resources new to it or changed since it was sent them, plus what
+rule 36 forces (rule 22: absence is no deletion; Envoy merges by name). Proxies of one
+scope hold the same thing and get the same change, so a response body is built once per
+(what the client holds, what it should hold) and shared, like full-state bodies are.
+
+Memory per stream is kept to what differs between streams: after a response the client's
+holdings are the view's own mapping (shared by every stream of the scope), and subscribed
+name sets are canonical frozensets shared by every stream that asks for the same names.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
+import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from meshplane.xds import encoding, type_urls
 from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
 from meshplane.xds.snapshot import CachedResource, TypeResources, View
+
+_NOTHING: Mapping[str, CachedResource] = MappingProxyType({})
+"""What every stream holds before its first response: one shared object, so the first
+response of a scope is a shared body too."""
+_MAX_CHANGES_PER_VIEW = 16
+
+
+# hash -> the shared set; weak, so a subscription's set goes when its last stream does.
+_NAME_SETS: weakref.WeakValueDictionary[int, frozenset[str]] = weakref.WeakValueDictionary()
+
+
+def canonical_names(names: Iterable[str]) -> frozenset[str]:
+    """One shared frozenset (of interned names) per distinct subscription.
+
+    A proxy subscribes to thousands of EDS names, and every proxy of a scope to the same
+    ones: without this each stream keeps its own copy of every name string and set table.
+    """
+    wanted = frozenset(names)
+    key = hash(wanted)
+    found = _NAME_SETS.get(key)
+    if found is not None and found == wanted:
+        return found
+    made = frozenset(sys.intern(n) for n in wanted)
+    if found is None:  # on a hash collision the first set stays the shared one
+        _NAME_SETS[key] = made
+    return made
+
+
+@dataclass(frozen=True, eq=False)
+class Changes:
+    """What a named-type client lacks from a view, and the response body that carries it."""
+
+    resources: tuple[CachedResource, ...]
+    body: bytes
+
+
+# View -> {(id(held), forced names): (held, changes)}; held is kept so its id stays unique.
+_CHANGES: weakref.WeakKeyDictionary[
+    View,
+    dict[tuple[int, frozenset[str]], tuple[Mapping[str, CachedResource], Changes | None]],
+] = weakref.WeakKeyDictionary()
+
+
+def changes(
+    view: View, held: Mapping[str, CachedResource], force: frozenset[str] = frozenset()
+) -> Changes | None:
+    """The resources of `view` that `held` lacks or holds at another version, plus those
+    named in `force`, or None if there are none; shared by every stream holding `held`."""
+    memo = _CHANGES.get(view)
+    if memo is None:
+        memo = _CHANGES[view] = {}
+    key = (id(held), force)
+    found = memo.get(key)
+    if found is not None and found[0] is held:
+        return found[1]
+    made = _changes(view, held, force)
+    if len(memo) >= _MAX_CHANGES_PER_VIEW:
+        memo.clear()
+    memo[key] = (held, made)
+    return made
+
+
+def _changes(
+    view: View, held: Mapping[str, CachedResource], force: frozenset[str]
+) -> Changes | None:
+    current = view.resources
+    if held is current:
+        names = sorted(n for n in force if n in current)
+    else:
+        names = sorted(
+            n
+            for n, r in current.items()
+            if n in force or (had := held.get(n)) is None or had.version != r.version
+        )
+    if not names:
+        return None
+    sent = tuple(current[n] for n in names)
+    if len(names) == len(current):
+        return Changes(sent, view.sotw_body())  # everything: the view's own shared body
+    body = encoding.sotw_body(view.version, view.type_url, (r.sotw_entry for r in sent))
+    return Changes(sent, body)
 
 
 class SotwTypeState(TypeProgress):
@@ -30,16 +125,18 @@ class SotwTypeState(TypeProgress):
         self.full_state = type_url in type_urls.FULL_STATE
         self.drops_absent = self.full_state
         self.wildcard = False
-        self.names: set[str] = set()
+        self.names: frozenset[str] = frozenset()
         self.legacy_wildcard_ok = True
         self.sent_digest: str | None = None
         self.ever_sent = False
-        self.force = False
+        self.force: frozenset[str] = frozenset()
+        """Names to send next time even if the client holds them (rule 36)."""
         self.initial_version = ""
+        self.held = _NOTHING
 
     def subscription_key(self) -> frozenset[str] | None:
         """None for wildcard (everything), else the subscribed names."""
-        return None if self.wildcard else frozenset(self.names)
+        return None if self.wildcard else self.names
 
     def selected(self, resources: TypeResources) -> Mapping[str, CachedResource]:
         """The resources of `resources` this client subscribes to."""
@@ -71,41 +168,46 @@ class SotwTypeState(TypeProgress):
         # only for the types Envoy fetches by wildcard (LDS/CDS).
         if not names:
             wildcard = self.full_state and self.legacy_wildcard_ok
-            wanted: set[str] = set()
+            wanted: frozenset[str] = frozenset()
         else:
             self.legacy_wildcard_ok = False
             wildcard = "*" in names
-            wanted = set(names) - {"*"}
-        dropped = self.names - wanted
-        if self.wildcard and not wildcard:
-            dropped = set(self.held) - wanted
+            wanted = canonical_names(n for n in names if n != "*")
+        if wanted is self.names and wildcard == self.wildcard:
+            return  # the usual ACK: the same subscription again
+        held_names = self.held.keys() if self.wildcard else self.names
+        dropped = held_names - wanted if not wildcard else set()
         grew = bool(wanted - self.names) or (wildcard and not self.wildcard)
         self.wildcard, self.names = wildcard, wanted
-        if dropped and not wildcard:
+        if dropped:
             # The client forgets what it unsubscribed from, so a resubscription must
             # resend it (rule 23).
-            self.held = {n: r for n, r in self.held.items() if n not in dropped}
+            if any(n in self.held for n in dropped):
+                self.held = {n: r for n, r in self.held.items() if n not in dropped}
             self.sent_digest = None
         if grew:
             self.sent_digest = None
 
-    def wants(self, view: View) -> bool:
-        """Whether this client needs `view` now."""
+    def ready(self) -> bool:
+        """Whether a response may go out now (something watched, nothing in flight)."""
         if not self.requested or self.pending:
             return False  # rule 17: one response in flight per type
-        if not self.wildcard and not self.names:
-            return False  # rule 41: nothing watched, nothing sent
-        if self.force:
-            return bool(view.resources)
-        if view.digest == self.sent_digest:
-            return False
-        if not self.ever_sent and self.wildcard:
-            return True  # rule 31: answer the first wildcard request even when empty
-        if self.full_state:
-            return True  # rules 21: full state, removals included
-        # Rule 22: for named types absence is no deletion, so only new or changed
-        # resources call for a response.
-        return any(self.held.get(n) is not r for n, r in view.resources.items())
+        return self.wildcard or bool(self.names)  # rule 41: nothing watched, nothing sent
+
+    def wants_full_state(self, view: View) -> bool:
+        """Whether this full-state (CDS/LDS) client needs `view` now."""
+        # Rule 21: any change, removals included, resends the whole state; rule 31: the
+        # first wildcard request is answered even when empty (nothing sent: no digest).
+        return view.digest != self.sent_digest
+
+    def lacks(self, view: View) -> Changes | None:
+        """What this named-type client lacks of `view` (rules 22, 23, 36), if anything."""
+        found = changes(view, self.held, self.force)
+        if found is None:
+            self.force = frozenset()
+            # It holds all of `view` already: share the view's mapping from now on.
+            self.held = view.resources
+        return found
 
     def reconnected_current(self, view: View) -> bool:
         """Rule 32: a reconnecting wildcard client that presents the current version."""
@@ -122,15 +224,13 @@ class SotwTypeState(TypeProgress):
         self.nonce = nonce
         self.pending = True
         self.ever_sent = True
-        self.force = False
+        self.force = frozenset()
         self.sent_version = view.version
         self.sent_digest = view.digest
-        if self.full_state:
-            self.held = view.resources
-        else:
-            held = {n: r for n, r in self.held.items() if n in self.names}
-            held.update(view.resources)
-            self.held = held
+        # Full state: exactly the view. Named types: the response carried all the client
+        # lacked, so it now holds the view's resources (those it held beyond the view are
+        # forgotten, which at worst resends one if it comes back).
+        self.held = view.resources
 
 
 class SotwSession:
@@ -169,12 +269,21 @@ class SotwSession:
             st.pending = False
             st.acked_version = view.version
             return None
-        if not st.wants(view):
+        if not st.ready():
             return None
+        if st.full_state:
+            if not st.wants_full_state(view):
+                return None
+            body, sent = view.sotw_body(), tuple(view.resources.values())
+        else:
+            lacking = st.lacks(view)
+            if lacking is None:
+                return None
+            body, sent = lacking.body, lacking.resources
         nonce = str(next(self._nonces))
         st.mark_sent(view, nonce)
-        data = view.sotw_body() + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
-        return Outgoing(st.type_url, view.version, nonce, data, tuple(view.resources.values()))
+        data = body + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
+        return Outgoing(st.type_url, view.version, nonce, data, sent)
 
     def clusters_sent(
         self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None
@@ -187,5 +296,12 @@ class SotwSession:
         st = self.states.get(type_urls.ENDPOINT)
         if st is None or not st.names:
             return
-        if before is None or any(before.get(r.name) is not r for r in sent.resources):
-            st.force = True
+        before = before or {}
+        warming = {
+            r.eds_name
+            for r in sent.resources
+            if r.eds_name is not None
+            and ((had := before.get(r.name)) is None or had.version != r.version)
+        }
+        if warming:
+            st.force = st.force | warming
