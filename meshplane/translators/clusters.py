@@ -122,7 +122,20 @@ def outbound_cluster(
         cluster.dns_lookup_family = Cluster.V4_ONLY
         cluster.load_assignment.CopyFrom(dns_load_assignment(plan, endpoints))
     _apply_policy(cluster, plan)
+    _set_istio_metadata(cluster, plan)
     return cluster
+
+
+def _set_istio_metadata(cluster: Cluster, plan: ClusterPlan) -> None:
+    """Istio's `istio` filter metadata: the service behind the cluster and the
+    DestinationRule that shaped it, which istioctl-style tools read back."""
+    svc = plan.service
+    istio = cluster.metadata.filter_metadata["istio"]
+    istio.update(
+        {"services": [{"host": svc.hostname, "name": svc.name, "namespace": svc.namespace}]}
+    )
+    if plan.config:
+        istio.update({"config": plan.config})
 
 
 def blackhole_cluster(mesh: MeshConfig) -> Cluster:

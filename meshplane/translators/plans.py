@@ -40,6 +40,8 @@ class ClusterPlan:
     policy: ClusterPolicy
     discovery: str
     subset_labels: Mapping[str, str] = field(default_factory=dict)
+    # The DestinationRule that shaped it, as Istio's config path (istioctl's DESTINATION RULE).
+    config: str = ""
 
 
 def routable(port: ServicePort) -> bool:
@@ -55,8 +57,18 @@ def _discovery(service: Service, policy: ClusterPolicy) -> str:
     return _DISCOVERY_BY_RESOLUTION.get(service.resolution.upper(), EDS)
 
 
+def config_path(namespace: str, kind: str, name: str) -> str:
+    """Istio's reference to a config object, e.g.
+    ``/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews``."""
+    return f"/apis/networking.istio.io/v1/namespaces/{namespace}/{kind}/{name}"
+
+
 def _plan(
-    service: Service, port: ServicePort, dr: DestinationRuleSpec | None, subset: Subset | None
+    service: Service,
+    port: ServicePort,
+    dr: DestinationRuleSpec | None,
+    subset: Subset | None,
+    config: str = "",
 ) -> ClusterPlan:
     policy = cluster_policy(dr.traffic_policy if dr else None, subset, port.number)
     name = subset.name if subset else ""
@@ -68,18 +80,21 @@ def _plan(
         policy=policy,
         discovery=_discovery(service, policy),
         subset_labels=dict(subset.labels) if subset else {},
+        config=config,
     )
 
 
-def service_cluster_plans(service: Service, dr: DestinationRuleSpec | None) -> list[ClusterPlan]:
+def service_cluster_plans(
+    service: Service, dr: DestinationRuleSpec | None, config: str = ""
+) -> list[ClusterPlan]:
     """The default cluster and one per DestinationRule subset, for every port of `service`."""
     plans: list[ClusterPlan] = []
     for port in sorted(service.ports, key=lambda p: p.number):
         if not routable(port):
             continue
-        plans.append(_plan(service, port, dr, None))
+        plans.append(_plan(service, port, dr, None, config))
         for subset in dr.subsets if dr else ():
-            plans.append(_plan(service, port, dr, subset))
+            plans.append(_plan(service, port, dr, subset, config))
     return plans
 
 
@@ -88,5 +103,9 @@ def outbound_cluster_plans(view: ProxyView) -> list[ClusterPlan]:
     plans: list[ClusterPlan] = []
     for service in view.services:
         rule = view.destination_rules.get(service.hostname)
-        plans.extend(service_cluster_plans(service, rule.spec if rule else None))
+        if rule is None:
+            plans.extend(service_cluster_plans(service, None))
+            continue
+        config = config_path(rule.namespace, "destination-rule", rule.name)
+        plans.extend(service_cluster_plans(service, rule.spec, config))
     return sorted(plans, key=lambda p: p.name)
