@@ -34,7 +34,7 @@ from meshplane.api.networking.virtual_service import (
 from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Service
-from meshplane.translators.names import outbound_cluster_name
+from meshplane.translators.names import config_path, outbound_cluster_name
 from meshplane.translators.policies import cluster_policy
 from meshplane.translators.protos import duration, u32
 from meshplane.translators.route_match import route_match
@@ -235,8 +235,13 @@ def http_route_routes(http: HTTPRoute, vs_ns: str, ctx: RouteContext) -> list[Ro
 
 
 def virtual_service_routes(vs: Object[VirtualServiceSpec], ctx: RouteContext) -> list[Route]:
-    """Every route of `vs` that applies in `ctx`, in the VirtualService's order."""
-    return [r for http in vs.spec.http for r in http_route_routes(http, vs.namespace, ctx)]
+    """Every route of `vs` that applies in `ctx`, in the VirtualService's order, each naming
+    its VirtualService in Istio's `istio` metadata (istioctl's VIRTUAL SERVICE column)."""
+    routes = [r for http in vs.spec.http for r in http_route_routes(http, vs.namespace, ctx)]
+    path = config_path(vs.namespace, "virtual-service", vs.name)
+    for route in routes:
+        route.metadata.filter_metadata["istio"].update({"config": path})
+    return routes
 
 
 def default_route(cluster: str) -> Route:

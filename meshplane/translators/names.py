@@ -67,3 +67,9 @@ def gateway_route_name(port: int) -> str:
 def virtual_host_name(hostname: str, port: int) -> str:
     """``HOST:PORT``."""
     return f"{hostname}:{port}"
+
+
+def config_path(namespace: str, kind: str, name: str) -> str:
+    """Istio's reference to a config object, e.g.
+    ``/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews``."""
+    return f"/apis/networking.istio.io/v1/namespaces/{namespace}/{kind}/{name}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from meshplane.api.networking.destination_rule import DestinationRuleSpec, Subset
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Service, ServicePort
-from meshplane.translators.names import outbound_cluster_name
+from meshplane.translators.names import config_path, outbound_cluster_name
 from meshplane.translators.policies import ClusterPolicy, cluster_policy
 
 EDS = "EDS"
@@ -55,12 +55,6 @@ def _discovery(service: Service, policy: ClusterPolicy) -> str:
         # Istio: PASSTHROUGH sends to the caller's original destination, bypassing EDS.
         return ORIGINAL_DST
     return _DISCOVERY_BY_RESOLUTION.get(service.resolution.upper(), EDS)
-
-
-def config_path(namespace: str, kind: str, name: str) -> str:
-    """Istio's reference to a config object, e.g.
-    ``/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews``."""
-    return f"/apis/networking.istio.io/v1/namespaces/{namespace}/{kind}/{name}"
 
 
 def _plan(
