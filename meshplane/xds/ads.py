@@ -7,13 +7,15 @@ the newest snapshot in ADS order CDS -> EDS -> LDS -> RDS -> SDS (rule 35), as t
 stream's `Handover` plans it: stale clusters are removed only after the new routes are
 ACKed, and routes wait for the client to warm the clusters they need (progress.py).
 Responses are pre-encoded bytes (see encoding.py); the method handlers serialize with
-the identity.
+the identity. A stream whose client serves TTLs also wakes when a heartbeat is due (ttl.py);
+any other stream has no timer.
 Rule numbers refer to shared/reference/xds-protocol.md section 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -25,7 +27,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, Disc
 from google.protobuf import json_format  # type: ignore[import-untyped]
 
 from meshplane.model.proxy import BadNode, Proxy
-from meshplane.xds import type_urls
+from meshplane.xds import ttl, type_urls
 from meshplane.xds.cache import Connection, SnapshotCache, next_connection_id
 from meshplane.xds.delta import DeltaSession
 from meshplane.xds.metrics import XdsMetrics
@@ -47,6 +49,7 @@ Resolver = Callable[[Node], Awaitable[str]]
 Authorizer = Callable[[Node, Mapping[str, str]], Awaitable[None]]
 """Checks a stream's node against its gRPC metadata; raises PermissionError to refuse."""
 
+_HEARTBEAT_RETRY_S = 0.05
 _ROUTING = frozenset({type_urls.LISTENER, type_urls.ROUTE})
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 # Rule 1: the per-type services, for bootstraps that do not use ADS.
@@ -70,6 +73,10 @@ class Session(Protocol):
     def handle(self, req: Any) -> RequestOutcome: ...
 
     def next_response(self, resources: TypeResources) -> Outgoing | None: ...
+
+    def enable_ttl(self) -> None: ...
+
+    def next_heartbeat_at(self) -> float | None: ...
 
     def clusters_sent(
         self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None
@@ -108,6 +115,7 @@ class AdsServicer:
         serve_secrets: bool,
         control_plane_id: str = "meshplane",
         authorize: Authorizer | None = None,
+        sotw_ttl: bool = False,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
@@ -116,6 +124,11 @@ class AdsServicer:
         self.serve_secrets = serve_secrets
         self.control_plane_id = control_plane_id
         self.authorize = authorize
+        self.sotw_ttl = sotw_ttl
+        """Serve TTLs to SotW clients that advertise them. Off: Envoy 1.40 crashes
+        (SIGSEGV) when a SotW resource's TTL expires, and its SotW client drops heartbeats
+        before refreshing TTLs, so a SotW Envoy would crash one TTL after its first
+        response. Delta clients get TTLs whenever they advertise them (ttl.py)."""
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         """Handlers for ADS and the five per-type services, to add to a grpc.aio server."""
@@ -179,6 +192,11 @@ class XdsStream:
             await self.context.abort(refused.code, str(refused))
             return
         srv = self.servicer
+        protocol = self.session.protocol
+        if ttl.client_supports_ttl(conn.node.client_features, protocol) and (
+            protocol != "sotw" or srv.sotw_ttl
+        ):
+            self.session.enable_ttl()
         self._handle(first)
         srv.cache.register(conn)
         srv.sync_status.track(conn, self.session.states)
@@ -270,7 +288,7 @@ class XdsStream:
     async def _write_loop(self, conn: Connection) -> None:
         cache = self.servicer.cache
         while True:
-            await conn.wake.wait()
+            await self._wait(conn)
             conn.wake.clear()
             if self.closed or self.failure is not None:
                 return
@@ -278,6 +296,17 @@ class XdsStream:
             if snapshot is None:
                 continue  # rule 34: hold the stream until config exists
             await self._push(conn, snapshot)
+
+    async def _wait(self, conn: Connection) -> None:
+        """Until woken, or until a heartbeat is due (rule 43)."""
+        due = self.session.next_heartbeat_at()
+        if due is None or self.servicer.cache.get(conn.key) is None:
+            await conn.wake.wait()
+            return
+        # A due heartbeat can be held back (routes waiting on CDS): retry soon, not in a spin.
+        delay = max(_HEARTBEAT_RETRY_S, due - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.wake.wait(), delay)
 
     async def _push(self, conn: Connection, snapshot: Snapshot) -> None:
         srv = self.servicer
@@ -293,6 +322,9 @@ class XdsStream:
             before = states[type_url].held if type_url in states else {}
             out = self.session.next_response(plan[type_url])
             if out is None:
+                continue
+            if out.heartbeat:
+                await self.context.write(out.data)
                 continue
             if type_url == type_urls.CLUSTER:
                 self.session.clusters_sent(out, before)
@@ -317,7 +349,7 @@ class XdsStream:
             not sent
             and not self.handover.retaining
             and all(
-                not st.pending and st.error is None
+                (not st.pending or st.heartbeat_out) and st.error is None
                 for url, st in self.session.states.items()
                 if url in type_urls.SHORT_NAMES
             )

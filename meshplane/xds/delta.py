@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from meshplane.xds import encoding, type_urls
+from meshplane.xds import encoding, ttl, type_urls
 from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
 from meshplane.xds.snapshot import CachedResource, TypeResources
 
@@ -161,9 +162,14 @@ class DeltaSession:
 
     protocol = "delta"
 
-    def __init__(self, control_plane_id: str = "") -> None:
+    def __init__(
+        self, control_plane_id: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.states: dict[str, DeltaTypeState] = {}
         self._nonces = itertools.count(1)
+        self.ttl_enabled = False
+        """The client advertised resource TTLs (rule 42)."""
+        self._clock = clock
         self._trailer = (
             encoding.field(encoding.DELTA_CONTROL_PLANE, encoding.control_plane(control_plane_id))
             if control_plane_id
@@ -181,22 +187,54 @@ class DeltaSession:
         """Apply one request (its type_url already checked non-empty)."""
         return self.state(req.type_url).handle(req)
 
+    def enable_ttl(self) -> None:
+        """Serve this client the TTLs snapshots carry, and heartbeats (rules 42/43)."""
+        self.ttl_enabled = True
+
+    def next_heartbeat_at(self) -> float | None:
+        """When the earliest heartbeat of this stream is due (monotonic), None if none is."""
+        due = [t for st in self.states.values() if (t := ttl.heartbeat_at(st)) is not None]
+        return min(due, default=None)
+
     def next_response(self, resources: TypeResources) -> Outgoing | None:
         """The response this client needs for one type now, if any; marks it sent."""
         st = self.states.get(resources.type_url)
         if st is None:
             return None
+        ttl_now = resources.ttl if self.ttl_enabled else None
+        if ttl_now != st.ttl_sent:
+            # A new, changed or removed TTL: what the client holds goes out again carrying it
+            # (rule 42). After a reconnect it holds what its initial versions name.
+            held = {n for n in st.client_versions if n in resources.resources}
+            if held:
+                st.force |= held
+            else:
+                st.ttl_sent = ttl_now
         found = st.changes(resources)
         if found is None:
-            return None
+            return self._heartbeat(st) if ttl_now is not None else None
         send, removed = found
         nonce = str(next(self._nonces))
         st.mark_sent(resources.version, nonce, send, removed)
-        body = encoding.delta_body(
-            resources.version, resources.type_url, (r.delta_entry for r in send), removed
-        )
+        if self.ttl_enabled:
+            ttl.note_sent(st, ttl_now, send, self._clock())
+        entries = (ttl.delta_entry(r, ttl_now) for r in send)
+        body = encoding.delta_body(resources.version, resources.type_url, entries, removed)
         data = body + self._trailer + encoding.text_field(encoding.DELTA_NONCE, nonce)
         return Outgoing(st.type_url, resources.version, nonce, data, tuple(send), tuple(removed))
+
+    def _heartbeat(self, st: DeltaTypeState) -> Outgoing | None:
+        """Rule 43: refresh the TTL of what the client holds, if due."""
+        due = ttl.heartbeat_at(st)
+        now = self._clock()
+        if due is None or st.ttl_sent is None or now < due:
+            return None
+        entries = ttl.heartbeat_entries(st.held, st.ttl_sent, self.protocol)
+        body = encoding.delta_body(st.sent_version, st.type_url, [entries], ())
+        nonce = str(next(self._nonces))
+        st.nonce, st.pending, st.heartbeat_out, st.refreshed_at = nonce, True, True, now
+        data = body + self._trailer + encoding.text_field(encoding.DELTA_NONCE, nonce)
+        return Outgoing(st.type_url, st.sent_version, nonce, data, heartbeat=True)
 
     def clusters_sent(
         self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None

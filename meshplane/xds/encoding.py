@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+_VARINT = 0
 _LENGTH_DELIMITED = 2
 
 # DiscoveryResponse
@@ -34,6 +35,10 @@ DELTA_CONTROL_PLANE = 7
 RESOURCE_VERSION = 1
 RESOURCE_RESOURCE = 2
 RESOURCE_NAME = 3
+RESOURCE_TTL = 6
+# google.protobuf.Duration
+DURATION_SECONDS = 1
+DURATION_NANOS = 2
 # google.protobuf.Any
 ANY_TYPE_URL = 1
 ANY_VALUE = 2
@@ -59,6 +64,18 @@ def field(number: int, payload: bytes) -> bytes:
     return varint((number << 3) | _LENGTH_DELIMITED) + varint(len(payload)) + payload
 
 
+def varint_field(number: int, value: int) -> bytes:
+    """A non-negative integer field; zero is omitted, as proto3 does."""
+    return varint(number << 3 | _VARINT) + varint(value) if value else b""
+
+
+def duration(seconds: float) -> bytes:
+    """The encoding of google.protobuf.Duration for a non-negative number of seconds."""
+    nanos_total = round(seconds * 1_000_000_000)
+    whole, nanos = divmod(nanos_total, 1_000_000_000)
+    return varint_field(DURATION_SECONDS, whole) + varint_field(DURATION_NANOS, nanos)
+
+
 def text_field(number: int, text: str) -> bytes:
     """A string field; empty strings are omitted, as proto3 does."""
     return field(number, text.encode()) if text else b""
@@ -75,6 +92,19 @@ def delta_resource(name: str, version: str, any_bytes: bytes) -> bytes:
         text_field(RESOURCE_VERSION, version)
         + field(RESOURCE_RESOURCE, any_bytes)
         + text_field(RESOURCE_NAME, name)
+    )
+
+
+def ttl_resource(name: str, version: str, ttl: float | None, any_bytes: bytes | None) -> bytes:
+    """The encoding of envoy.service.discovery.v3.Resource{name, version, ttl, resource}.
+
+    `any_bytes` None leaves `resource` unset (a heartbeat); `ttl` None leaves `ttl` unset.
+    """
+    return (
+        text_field(RESOURCE_VERSION, version)
+        + (field(RESOURCE_RESOURCE, any_bytes) if any_bytes is not None else b"")
+        + text_field(RESOURCE_NAME, name)
+        + (field(RESOURCE_TTL, duration(ttl)) if ttl is not None else b"")
     )
 
 

@@ -55,6 +55,12 @@ class TypeProgress:
     drops_absent: bool = False
     """Whether a resource left out of a response is deleted by the client (SotW LDS/CDS
     full state, every Delta type through removed_resources)."""
+    ttl_sent: float | None = None
+    """The TTL the held resources carry (rules 42/43; None: none, or a client without TTLs)."""
+    refreshed_at: float = 0.0
+    """Monotonic time the TTL of everything held was last refreshed (full send or heartbeat)."""
+    heartbeat_out: bool = False
+    """The response in flight is a heartbeat: nothing the client holds is changing."""
 
     def selected(self, resources: TypeResources) -> Mapping[str, CachedResource]:
         """The resources of `resources` this client subscribes to."""
@@ -66,7 +72,7 @@ class TypeProgress:
 
     def settled(self, resources: TypeResources) -> bool:
         """Whether the client acknowledged the current content of all it subscribes to."""
-        if self.pending or self.error is not None:
+        if (self.pending and not self.heartbeat_out) or self.error is not None:
             return False
         for name, resource in self.selected(resources).items():
             had = self.held.get(name)
@@ -77,6 +83,7 @@ class TypeProgress:
     def record_reply(self, error: str | None, acked_version: str) -> RequestKind:
         """An ACK or NACK of the response with the latest nonce."""
         self.pending = False
+        self.heartbeat_out = False
         if error is not None:
             self.error = error
             return RequestKind.NACK
@@ -95,6 +102,8 @@ class Outgoing:
     data: bytes
     resources: Sequence[CachedResource] = ()
     removed: Sequence[str] = ()
+    heartbeat: bool = False
+    """Only refreshes TTLs (rule 43): no resource in it changes anything."""
 
 
 class Handover:

@@ -151,10 +151,18 @@ class View:
 
 
 class TypeResources:
-    """All resources of one type in a snapshot, with a per-type version."""
+    """All resources of one type in a snapshot, with a per-type version.
 
-    def __init__(self, type_url: str, resources: Mapping[str, CachedResource]) -> None:
+    `ttl` (seconds, or None) is how long a client that supports resource TTLs may keep these
+    resources without hearing from us (rule 42). It is not part of any version: resources
+    with and without a TTL are the same config, and a heartbeat repeats their versions.
+    """
+
+    def __init__(
+        self, type_url: str, resources: Mapping[str, CachedResource], ttl: float | None = None
+    ) -> None:
         self.type_url = type_url
+        self.ttl = ttl
         self.resources: Mapping[str, CachedResource] = MappingProxyType(dict(resources))
         self.version = _pairs_hash((n, self.resources[n].version) for n in sorted(resources))
         self._views: dict[frozenset[str] | None, View] = {}
@@ -179,13 +187,25 @@ class TypeResources:
         """These resources plus those of `extra` not named here, under their own version."""
         merged = dict(extra)
         merged.update(self.resources)
-        return TypeResources(self.type_url, merged)
+        return TypeResources(self.type_url, merged, self.ttl)
 
 
 def _type_resources(
-    type_url: str, messages: Mapping[str, AnyType], interner: Interner
+    type_url: str, messages: Mapping[str, AnyType], interner: Interner, ttl: float | None
 ) -> TypeResources:
-    return TypeResources(type_url, {n: interner.intern(type_url, m) for n, m in messages.items()})
+    return TypeResources(
+        type_url, {n: interner.intern(type_url, m) for n, m in messages.items()}, ttl
+    )
+
+
+def _checked_ttls(ttls: Mapping[str, float] | None) -> dict[str, float]:
+    checked = dict(ttls or {})
+    for type_url, seconds in checked.items():
+        if type_url not in type_urls.TTL_TYPES:
+            raise ValueError(f"no TTL for {type_urls.short_name(type_url)}: only EDS, RDS, SDS")
+        if not seconds > 0:
+            raise ValueError(f"TTL for {type_urls.short_name(type_url)} must be > 0: {seconds}")
+    return checked
 
 
 class Snapshot:
@@ -198,8 +218,19 @@ class Snapshot:
         self.version = _pairs_hash((t, self._types[t].version) for t in sorted(self._types))
 
     @classmethod
-    def from_resources(cls, res: Resources, *, interner: Interner = SHARED_INTERNER) -> Snapshot:
-        """Pack, hash and intern every resource of a translation result."""
+    def from_resources(
+        cls,
+        res: Resources,
+        *,
+        ttls: Mapping[str, float] | None = None,
+        interner: Interner = SHARED_INTERNER,
+    ) -> Snapshot:
+        """Pack, hash and intern every resource of a translation result.
+
+        `ttls` maps a named type URL (EDS, RDS, SDS) to the TTL in seconds its resources
+        carry to clients that support it; ValueError for CDS/LDS or a TTL not above zero.
+        """
+        by_ttl = _checked_ttls(ttls)
         by_type: dict[str, Mapping[str, AnyType]] = {
             type_urls.CLUSTER: res.clusters,
             type_urls.ENDPOINT: res.endpoints,
@@ -207,12 +238,23 @@ class Snapshot:
             type_urls.ROUTE: res.routes,
             type_urls.SECRET: res.secrets,
         }
-        return cls({t: _type_resources(t, m, interner) for t, m in by_type.items()})
+        return cls({t: _type_resources(t, m, interner, by_ttl.get(t)) for t, m in by_type.items()})
 
     def get(self, type_url: str) -> TypeResources:
         """The resources of one type (empty for types this snapshot does not carry)."""
         found = self._types.get(type_url)
         return found if found is not None else TypeResources(type_url, {})
+
+    def ttls(self) -> dict[str, float]:
+        """Type URL -> TTL in seconds, for the types that carry one."""
+        return {t: tr.ttl for t, tr in self._types.items() if tr.ttl is not None}
+
+    def with_ttls(self, ttls: Mapping[str, float] | None) -> Snapshot:
+        """A copy with the same resources and these TTLs (types not named lose theirs)."""
+        by_ttl = _checked_ttls(ttls)
+        return Snapshot(
+            {t: TypeResources(t, tr.resources, by_ttl.get(t)) for t, tr in self._types.items()}
+        )
 
     def type_versions(self) -> dict[str, str]:
         """Short type name -> per-type version."""
@@ -226,7 +268,9 @@ class Snapshot:
     ) -> Snapshot:
         """A copy with only the EDS resources replaced (endpoint-only pushes)."""
         types = dict(self._types)
-        types[type_urls.ENDPOINT] = _type_resources(type_urls.ENDPOINT, endpoints, interner)
+        types[type_urls.ENDPOINT] = _type_resources(
+            type_urls.ENDPOINT, endpoints, interner, self.get(type_urls.ENDPOINT).ttl
+        )
         return Snapshot(types)
 
     def with_changed_endpoints(
@@ -240,11 +284,11 @@ class Snapshot:
         the assignments of the hosts whose endpoints changed."""
         if not changed:
             return self
-        current = self.get(type_urls.ENDPOINT).resources
-        merged = dict(current)
+        current = self.get(type_urls.ENDPOINT)
+        merged = dict(current.resources)
         merged.update({n: interner.intern(type_urls.ENDPOINT, m) for n, m in changed.items()})
         types = dict(self._types)
-        types[type_urls.ENDPOINT] = TypeResources(type_urls.ENDPOINT, merged)
+        types[type_urls.ENDPOINT] = TypeResources(type_urls.ENDPOINT, merged, current.ttl)
         return Snapshot(types)
 
     def consistent(self) -> list[str]:

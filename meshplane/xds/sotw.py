@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
-from meshplane.xds import encoding, type_urls
+from meshplane.xds import encoding, ttl, type_urls
 from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
 from meshplane.xds.snapshot import CachedResource, TypeResources, View
 
@@ -238,9 +239,14 @@ class SotwSession:
 
     protocol = "sotw"
 
-    def __init__(self, control_plane_id: str = "") -> None:
+    def __init__(
+        self, control_plane_id: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.states: dict[str, SotwTypeState] = {}
         self._nonces = itertools.count(1)
+        self.ttl_enabled = False
+        """The client advertised resource TTLs and Resource wrappers in SotW (rule 42)."""
+        self._clock = clock
         self._trailer = (
             encoding.field(encoding.SOTW_CONTROL_PLANE, encoding.control_plane(control_plane_id))
             if control_plane_id
@@ -258,6 +264,15 @@ class SotwSession:
         """Apply one request (its type_url already checked non-empty)."""
         return self.state(req.type_url).handle(req)
 
+    def enable_ttl(self) -> None:
+        """Serve this client the TTLs snapshots carry, and heartbeats (rules 42/43)."""
+        self.ttl_enabled = True
+
+    def next_heartbeat_at(self) -> float | None:
+        """When the earliest heartbeat of this stream is due (monotonic), None if none is."""
+        due = [t for st in self.states.values() if (t := ttl.heartbeat_at(st)) is not None]
+        return min(due, default=None)
+
     def next_response(self, resources: TypeResources) -> Outgoing | None:
         """The response this client needs for one type now, if any; marks it sent."""
         st = self.states.get(resources.type_url)
@@ -271,19 +286,49 @@ class SotwSession:
             return None
         if not st.ready():
             return None
+        ttl_now = resources.ttl if self.ttl_enabled else None
         if st.full_state:
             if not st.wants_full_state(view):
                 return None
             body, sent = view.sotw_body(), tuple(view.resources.values())
+        elif ttl_now != st.ttl_sent and st.held and view.resources:
+            # A new, changed or removed TTL: everything the client holds goes out again
+            # carrying it (rule 42: "to remove a TTL, resend with ttl unset").
+            sent = tuple(view.resources.values())
+            body = self._ttl_body(view, sent, ttl_now)
         else:
+            st.ttl_sent = ttl_now
             lacking = st.lacks(view)
             if lacking is None:
-                return None
-            body, sent = lacking.body, lacking.resources
+                return self._heartbeat(st) if ttl_now is not None else None
+            sent = lacking.resources
+            body = lacking.body if ttl_now is None else self._ttl_body(view, sent, ttl_now)
         nonce = str(next(self._nonces))
         st.mark_sent(view, nonce)
+        if self.ttl_enabled:
+            ttl.note_sent(st, ttl_now, sent, self._clock())
         data = body + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
         return Outgoing(st.type_url, view.version, nonce, data, sent)
+
+    @staticmethod
+    def _ttl_body(view: View, sent: Iterable[CachedResource], ttl_now: float | None) -> bytes:
+        entries = (ttl.sotw_entry(r, ttl_now) for r in sent)
+        return encoding.sotw_body(view.version, view.type_url, entries)
+
+    def _heartbeat(self, st: SotwTypeState) -> Outgoing | None:
+        """Rule 43: refresh the TTL of what the client holds, if due."""
+        due = ttl.heartbeat_at(st)
+        now = self._clock()
+        if due is None or st.ttl_sent is None or now < due:
+            return None
+        # Envoy takes a SotW resource without body as a heartbeat only when the response
+        # repeats the version it last accepted.
+        entries = ttl.heartbeat_entries(st.held, st.ttl_sent, self.protocol)
+        body = encoding.sotw_body(st.acked_version, st.type_url, [entries])
+        nonce = str(next(self._nonces))
+        st.nonce, st.pending, st.heartbeat_out, st.refreshed_at = nonce, True, True, now
+        data = body + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
+        return Outgoing(st.type_url, st.acked_version, nonce, data, heartbeat=True)
 
     def clusters_sent(
         self, sent: Outgoing, before: Mapping[str, CachedResource] | None = None

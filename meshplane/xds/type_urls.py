@@ -33,6 +33,14 @@ BY_SHORT_NAME: Final[dict[str, str]] = {short: url for url, short in SHORT_NAMES
 # empty first request means "wildcard" (xDS spec: Envoy uses wildcard only for LDS/CDS).
 FULL_STATE: Final[frozenset[str]] = frozenset({CLUSTER, LISTENER})
 
+# The only types that may carry a resource TTL (rule 42). Envoy's SotW client drops heartbeat
+# resources before handing a response to its watches, so a heartbeat-only CDS or LDS response
+# would reach a wildcard watch as an empty state of the world and delete everything.
+TTL_TYPES: Final[frozenset[str]] = frozenset({ENDPOINT, ROUTE, SECRET})
+
+# The wrapper SotW resources travel in when they carry a TTL (rule 42).
+RESOURCE: Final = _PREFIX + "envoy.service.discovery.v3.Resource"
+
 
 def short_name(type_url: str) -> str:
     """`cds`, `eds`, ... for a known type URL; the bare message name otherwise."""

@@ -363,8 +363,3 @@ async def test_held_resources_for_config_dump(xds: Server) -> None:
     await c.recv_type(EDS)
     conn = xds.cache.connections()[0]
     assert sorted(conn.held[CDS]) == ["a", "b"] and list(conn.held[EDS]) == ["b"]
-
-
-@pytest.mark.skip(reason="rules 42/43 (resource TTL and heartbeats) are not implemented")
-def test_rule_42_43_ttl_and_heartbeats() -> None:
-    """Rules 42 and 43: TTL-wrapped resources and heartbeats - not implemented yet."""

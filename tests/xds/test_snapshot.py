@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse, DiscoveryResponse
 from xds_testkit import (
@@ -108,3 +109,18 @@ def test_varint_matches_protobuf() -> None:
         msg = DiscoveryResponse(version_info="x" * (n % 5000))
         assert encoding.text_field(1, msg.version_info) == msg.SerializeToString()
     assert encoding.varint(300) == b"\xac\x02"
+
+
+def test_ttls_only_for_named_types_and_kept_by_endpoint_pushes() -> None:
+    """Rule 42: TTLs for EDS/RDS/SDS only; versions ignore them; endpoint pushes keep them."""
+    res = resources(clusters=[cluster("a")], endpoints=[cla("a")])
+    with pytest.raises(ValueError, match="cds"):
+        Snapshot.from_resources(res, ttls={CDS: 5.0})
+    with pytest.raises(ValueError, match="> 0"):
+        Snapshot.from_resources(res, ttls={EDS: 0.0})
+    plain = Snapshot.from_resources(res)
+    timed = Snapshot.from_resources(res, ttls={EDS: 5.0})
+    assert timed.version == plain.version and timed.ttls() == {EDS: 5.0} and plain.ttls() == {}
+    assert timed.with_endpoints({"a": cla("a", 1)}).ttls() == {EDS: 5.0}
+    assert timed.with_changed_endpoints({"a": cla("a", 1)}).ttls() == {EDS: 5.0}
+    assert timed.with_ttls(None).ttls() == {}

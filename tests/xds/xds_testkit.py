@@ -200,12 +200,16 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def running_server(*, serve_secrets: bool = True) -> AsyncIterator[Server]:
+async def running_server(
+    *, serve_secrets: bool = True, sotw_ttl: bool = False
+) -> AsyncIterator[Server]:
     cache = SnapshotCache()
     sync = SyncStatus(cache)
     registry = CollectorRegistry()
     metrics = XdsMetrics(registry)
-    servicer = AdsServicer(cache, resolve_by_cluster, sync, metrics, serve_secrets=serve_secrets)
+    servicer = AdsServicer(
+        cache, resolve_by_cluster, sync, metrics, serve_secrets=serve_secrets, sotw_ttl=sotw_ttl
+    )
     server, port = await start_xds_server("127.0.0.1:0", servicer)
     srv = Server(cache, sync, metrics, registry, servicer, server, port)
     try:
