@@ -44,6 +44,8 @@ class MeshSpec:
     versions: int = 2
     endpoints: int = 3
     namespaces: int = 10
+    # One Sidecar per namespace importing only "./*": each proxy sees its own namespace.
+    sidecar_scope: bool = False
 
     def namespace(self, index: int) -> str:
         return f"ns-{index % self.namespaces}"
@@ -84,6 +86,16 @@ def default_weights(versions: int) -> list[int]:
 
 def namespace_manifest(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def sidecar_manifest(namespace: str) -> dict[str, Any]:
+    """The namespace's default Sidecar: egress to its own namespace only."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Sidecar",
+        "metadata": {"name": "default", "namespace": namespace},
+        "spec": {"egress": [{"hosts": ["./*"]}]},
+    }
 
 
 def service_manifests(spec: MeshSpec, index: int) -> list[dict[str, Any]]:
@@ -229,6 +241,9 @@ def generate(spec: MeshSpec, out: Path) -> int:
         ns_dir.mkdir(parents=True, exist_ok=True)
         (ns_dir / "namespace.yaml").write_text(_dump([namespace_manifest(f"ns-{k}")]))
         written += 1
+        if spec.sidecar_scope:
+            (ns_dir / "sidecar.yaml").write_text(_dump([sidecar_manifest(f"ns-{k}")]))
+            written += 1
     for i in range(spec.services):
         files = {
             "service": service_manifests(spec, i),
@@ -271,8 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=3, help="endpoints per version")
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--sidecar-scope", action="store_true", help="a Sidecar per namespace importing ./*"
+    )
     args = parser.parse_args(argv)
-    spec = MeshSpec(args.services, args.versions, args.endpoints, args.namespaces)
+    spec = MeshSpec(
+        args.services, args.versions, args.endpoints, args.namespaces, args.sidecar_scope
+    )
     count = generate(spec, args.out)
     print(f"wrote {count} files for {spec.services} services to {args.out}")
     return 0

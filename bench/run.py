@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--versions", type=int, default=2)
     parser.add_argument("--endpoints", type=int, default=3, help="endpoints per version")
     parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument(
+        "--sidecar-scope", action="store_true", help="a Sidecar per namespace importing ./*"
+    )
     parser.add_argument("--proxies", help="comma-separated P values (default 100,500,1000)")
     parser.add_argument("--protocol", choices=[*PROTOCOLS, "both"], default="both")
     parser.add_argument("--streams-per-channel", type=int, default=50)
@@ -137,7 +140,9 @@ async def run_one(
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    spec = MeshSpec(args.services, args.versions, args.endpoints, args.namespaces)
+    spec = MeshSpec(
+        args.services, args.versions, args.endpoints, args.namespaces, args.sidecar_scope
+    )
     runs = []
     with tempfile.TemporaryDirectory(prefix="meshplane-bench-mesh-") as tmp:
         mesh_dir = Path(tmp) / "mesh"
@@ -159,6 +164,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "versions": spec.versions,
             "endpoints": spec.endpoints,
             "namespaces": spec.namespaces,
+            "sidecar_scope": spec.sidecar_scope,
             "files": files,
         },
         "streams_per_channel": args.streams_per_channel,

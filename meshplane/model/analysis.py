@@ -13,6 +13,7 @@ from meshplane.api.errors import ValidationError
 from meshplane.api.meta import Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.virtual_service import Destination, VirtualServiceSpec
+from meshplane.model.delegates import delegate_lookup, delegate_warnings
 from meshplane.model.hosts import host_matches
 from meshplane.model.mesh import MeshModel
 
@@ -53,6 +54,7 @@ def cross_object_warnings(
     found = list(_virtual_service_conflicts(model.virtual_services))
     found += _dangling_references(model)
     found += _destination_rule_checks(model)
+    found += delegate_warnings(model.virtual_services, delegate_lookup(model.virtual_services))
     for host, objs in sorted(host_claims.items()):
         winner = objs[0]
         for loser in objs[1:]:
@@ -165,8 +167,28 @@ def _destination_rule_checks(model: MeshModel) -> Iterator[ValidationError]:
             continue
         first = seen.setdefault((dr.namespace, host), dr)
         if first is not dr:
-            reason = (
-                f"DestinationRule {first.namespace}/{first.name} also applies to {host} "
-                "in this namespace; the older one is used"
+            yield from _merge_warnings(first, dr)
+
+
+def _merge_warnings(
+    first: Object[DestinationRuleSpec], dr: Object[DestinationRuleSpec]
+) -> Iterator[ValidationError]:
+    """Istio merges same-namespace DestinationRules for one host into the oldest: new subset
+    names are added, the oldest's trafficPolicy wins. Say what of `dr` is dropped."""
+    older = f"DestinationRule {first.namespace}/{first.name}"
+    yield _warn(
+        dr,
+        "spec.host",
+        f"{older} also applies to {dr.spec.host} in this namespace; "
+        "this one is merged into it (its new subsets are added)",
+    )
+    if first.spec.traffic_policy is not None and dr.spec.traffic_policy is not None:
+        yield _warn(dr, "spec.trafficPolicy", f"ignored: {older} already sets a trafficPolicy")
+    names = {s.name for s in first.spec.subsets}
+    for i, subset in enumerate(dr.spec.subsets):
+        if subset.name in names:
+            yield _warn(
+                dr,
+                f"spec.subsets[{i}]",
+                f"ignored: subset {subset.name!r} is already defined by {older}",
             )
-            yield _warn(dr, "spec.host", reason)

@@ -49,3 +49,15 @@ class ProxyView:
     inbound: tuple[InboundPort, ...] = ()
     mesh: MeshConfig = field(default_factory=MeshConfig)
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    # The VirtualService `sourceLabels` selectors (as `label_key`s) that this proxy's labels
+    # match: Istio applies such matches in the control plane. Part of `key`.
+    source_labels: frozenset[tuple[tuple[str, str], ...]] = frozenset()
+
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def label_key(labels: Mapping[str, str]) -> LabelKey:
+    """A label map as a sorted, hashable tuple: how `ProxyView.source_labels` names a
+    VirtualService `sourceLabels` selector."""
+    return tuple(sorted(labels.items()))

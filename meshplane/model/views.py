@@ -23,14 +23,15 @@ from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.analysis import exported_to, gateway_refs
+from meshplane.model.delegates import delegate_lookup, resolve
 from meshplane.model.hosts import host_matches, specificity
 from meshplane.model.mesh import MeshModel
 from meshplane.model.proxy import Proxy
-from meshplane.model.scope import InboundPort, ProxyView
+from meshplane.model.scope import InboundPort, LabelKey, ProxyView, label_key
 from meshplane.model.services import Endpoint, Service
 from meshplane.model.workloads import selects
 
-__all__ = ["view_for"]
+__all__ = ["merge_destination_rules", "view_for"]
 
 DR = Object[DestinationRuleSpec]
 VS = Object[VirtualServiceSpec]
@@ -73,8 +74,18 @@ class _MeshIndex:
             self.drs[dr.namespace].append(dr)
         self._by_address: dict[str, list[Endpoint]] | None = None
         self._scopes: dict[ScopeId, _Scope] = {}
-        self._views: dict[tuple[ScopeId, tuple[InboundPort, ...]], ProxyView] = {}
+        self._views: dict[tuple[ScopeId, tuple[InboundPort, ...], frozenset[LabelKey]], ProxyView]
+        self._views = {}
         self._rule_tables: dict[tuple[str, str, tuple[Any, ...]], _RuleTable] = {}
+        self._delegates = delegate_lookup(mesh.virtual_services)
+        self._resolved: dict[int, tuple[VS, tuple[VS, ...]]] = {}
+
+    def resolved(self, vs: VS) -> tuple[VS, tuple[VS, ...]]:
+        """`vs` with its delegate routes merged in, and the delegates used (once per model)."""
+        found = self._resolved.get(id(vs))
+        if found is None:
+            found = self._resolved[id(vs)] = resolve(vs, self._delegates)
+        return found
 
     def view(self, proxy: Proxy) -> ProxyView:
         router = proxy.type == "router"
@@ -100,10 +111,11 @@ class _MeshIndex:
             scope = _Scope(self, proxy, sidecar, selected_drs, gateways)
             self._scopes[scope_id] = scope
         inbound = () if router else self._inbound_for(proxy)
-        view = self._views.get((scope_id, inbound))
+        matched = frozenset(s for s in scope.selectors if selects(dict(s), proxy.labels))
+        view = self._views.get((scope_id, inbound, matched))
         if view is None:
-            view = scope.view(inbound)
-            self._views[(scope_id, inbound)] = view
+            view = scope.view(inbound, matched)
+            self._views[(scope_id, inbound, matched)] = view
         return view
 
     def _sidecar_for(self, proxy: Proxy) -> Object[SidecarSpec] | None:
@@ -183,7 +195,7 @@ class _RuleTable:
     def __init__(self, rules: list[DR]) -> None:
         self.exact: dict[str, DR] = {}
         wildcards: list[tuple[tuple[int, int], int, DR]] = []
-        for i, d in enumerate(rules):
+        for i, d in enumerate(merge_destination_rules(rules)):
             if d.spec.host.startswith("*"):
                 wildcards.append((specificity(d.spec.host), i, d))
             else:
@@ -198,6 +210,34 @@ class _RuleTable:
         return next((d for d in self.wildcards if host_matches(d.spec.host, host)), None)
 
 
+def merge_destination_rules(rules: list[DR]) -> list[DR]:
+    """Istio's mergeDestinationRule: rules of one namespace for the same host without a
+    workload selector become one, the oldest's, with the younger ones' subsets of new names
+    appended and their trafficPolicy used only if the oldest has none. Order is kept."""
+    out: list[DR] = []
+    first_for: dict[str, int] = {}
+    for d in rules:
+        at = None if d.spec.workload_selector else first_for.get(d.spec.host)
+        if at is None:
+            if not d.spec.workload_selector:
+                first_for[d.spec.host] = len(out)
+            out.append(d)
+            continue
+        into = out[at]
+        names = {s.name for s in into.spec.subsets}
+        spec = dataclasses.replace(
+            into.spec,
+            subsets=into.spec.subsets + tuple(s for s in d.spec.subsets if s.name not in names),
+            traffic_policy=into.spec.traffic_policy or d.spec.traffic_policy,
+        )
+        # The merged rule keeps the oldest's name (as Istio does) but its revision covers
+        # both, so a change to either one changes every scope key that includes it.
+        out[at] = dataclasses.replace(
+            into, spec=spec, revision=_digest((into.revision, d.revision))
+        )
+    return out
+
+
 def _visible(obj: Object[Any], export_to: tuple[str, ...], namespace: str) -> bool:
     scope = exported_to(obj, export_to)
     return "*" in scope or namespace in scope
@@ -210,15 +250,17 @@ def _service_visible(svc: Service, namespace: str) -> bool:
     return namespace in export or ("." in export and svc.namespace == namespace)
 
 
-def _egress_hosts(sidecar: Object[SidecarSpec]) -> list[tuple[str, str]]:
-    """(namespace or "*", dnsName) pairs; no egress at all means "*/*" (Istio's default)."""
+def _egress_hosts(sidecar: Object[SidecarSpec], proxy_ns: str) -> list[tuple[str, str]]:
+    """(namespace or "*", dnsName) pairs; no egress at all means "*/*" (Istio's default).
+    "." is the proxy's namespace: a root-namespace default Sidecar's "./*" imports each
+    proxy's own namespace, not the root one (Istio's docs)."""
     pairs: list[tuple[str, str]] = []
     for listener in sidecar.spec.egress or ():
         for entry in listener.hosts:
             ns, _, dns = entry.rpartition("/")
             if ns == "~":
                 continue
-            pairs.append((sidecar.namespace if ns == "." else (ns or "*"), dns))
+            pairs.append((proxy_ns if ns == "." else (ns or "*"), dns))
     return pairs if sidecar.spec.egress else [("*", "*")]
 
 
@@ -239,7 +281,7 @@ class _Scope:
     ) -> None:
         mesh = index.mesh
         ns = proxy.namespace
-        egress = _egress_hosts(sidecar) if sidecar else None
+        egress = _egress_hosts(sidecar, ns) if sidecar else None
         self.proxy_type = proxy.type
         self.namespace = ns
         self.interception_mode = proxy.interception_mode
@@ -254,7 +296,8 @@ class _Scope:
         )
         rules = {s.hostname: index.destination_rule(s, ns, selected_drs) for s in self.services}
         self.destination_rules = {h: dr for h, dr in rules.items() if dr is not None}
-        self.virtual_services = self._bind_virtual_services(mesh, ns, egress, gateways)
+        self.virtual_services, delegates = self._bind_virtual_services(index, ns, egress, gateways)
+        self.selectors = _source_label_selectors(self.virtual_services)
         self.endpoints = {s.hostname: mesh.endpoints.get(s.hostname, ()) for s in self.services}
         self.key = _digest(
             (
@@ -264,6 +307,7 @@ class _Scope:
                 [(s.hostname, s.revision) for s in self.services],
                 [(h, str(d.key), d.revision) for h, d in sorted(self.destination_rules.items())],
                 [(str(v.key), v.revision, v.spec.hosts) for v in self.virtual_services],
+                [(str(d.key), d.revision) for d in delegates],
                 [(str(g.key), g.revision) for g in gateways],
                 (str(sidecar.key), sidecar.revision) if sidecar else None,
                 repr(self.mesh_config),
@@ -272,28 +316,41 @@ class _Scope:
 
     def _bind_virtual_services(
         self,
-        mesh: MeshModel,
+        index: _MeshIndex,
         ns: str,
         egress: list[tuple[str, str]] | None,
         gateways: tuple[Object[GatewaySpec], ...],
-    ) -> tuple[VS, ...]:
-        visible = [vs for vs in mesh.virtual_services if _visible(vs, vs.spec.export_to, ns)]
+    ) -> tuple[tuple[VS, ...], list[VS]]:
+        """The VirtualServices bound here, delegates merged in, and the delegates used.
+        A VirtualService without hosts is a delegate: never bound on its own."""
+        visible = [
+            vs
+            for vs in index.mesh.virtual_services
+            if vs.spec.hosts and _visible(vs, vs.spec.export_to, ns)
+        ]
         if self.proxy_type == "router":
             names = {f"{g.namespace}/{g.name}" for g in gateways}
-            return tuple(vs for vs in visible if names.intersection(gateway_refs(vs)))
-        bound = [
-            vs
-            for vs in visible
-            if "mesh" in gateway_refs(vs)
-            and (
-                egress is None
-                or any(_egress_allows(egress, vs.namespace, h) for h in vs.spec.hosts)
-            )
-        ]
-        return _oldest_wins(bound)
+            chosen = [vs for vs in visible if names.intersection(gateway_refs(vs))]
+        else:
+            chosen = [
+                vs
+                for vs in visible
+                if "mesh" in gateway_refs(vs)
+                and (
+                    egress is None
+                    or any(_egress_allows(egress, vs.namespace, h) for h in vs.spec.hosts)
+                )
+            ]
+        resolved = [index.resolved(vs) for vs in chosen]
+        delegates = [d for _, used in resolved for d in used]
+        roots = [vs for vs, _ in resolved]
+        bound = tuple(roots) if self.proxy_type == "router" else _oldest_wins(roots)
+        return bound, delegates
 
-    def view(self, inbound: tuple[InboundPort, ...]) -> ProxyView:
+    def view(self, inbound: tuple[InboundPort, ...], matched: frozenset[LabelKey]) -> ProxyView:
         key = self.key if not inbound else _digest((self.key, inbound))
+        if matched:
+            key = _digest((key, sorted(matched)))
         return ProxyView(
             key=key,
             proxy_type=self.proxy_type,
@@ -307,7 +364,23 @@ class _Scope:
             inbound=inbound,
             mesh=self.mesh_config,
             endpoints=self.endpoints,
+            source_labels=matched,
         )
+
+
+def _source_label_selectors(services: tuple[VS, ...]) -> frozenset[LabelKey]:
+    """Every `sourceLabels` selector of these VirtualServices' matches (http, tcp, tls):
+    which of them a proxy's labels satisfy is all a view needs of those labels."""
+    found: set[LabelKey] = set()
+    for vs in services:
+        spec = vs.spec
+        matches = [
+            *(m.source_labels for r in spec.http for m in r.match),
+            *(m.source_labels for r in spec.tcp for m in r.match),
+            *(m.source_labels for r in spec.tls for m in r.match),
+        ]
+        found.update(label_key(labels) for labels in matches if labels)
+    return frozenset(found)
 
 
 def _oldest_wins(bound: list[VS]) -> tuple[VS, ...]:

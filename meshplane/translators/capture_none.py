@@ -36,13 +36,17 @@ from meshplane.translators.names import (
     inbound_cluster_name,
     is_http,
     listener_name,
-    outbound_cluster_name,
     sidecar_route_name,
 )
-from meshplane.translators.outbound import outbound_http_listener, outbound_tcp_listener
+from meshplane.translators.outbound import (
+    l4_listener,
+    outbound_http_listener,
+    service_chain_specs,
+)
 from meshplane.translators.plans import routable
 from meshplane.translators.protos import duration, endpoint_address
-from meshplane.translators.routes import route_configuration
+from meshplane.translators.routes import VirtualServiceIndex, route_configuration
+from meshplane.translators.tcp_routes import ChainSet
 
 DEFAULT_EGRESS_BIND = "127.0.0.1"
 IMPORT_ALL = IstioEgressListener(hosts=("*/*",))
@@ -73,8 +77,16 @@ def _add_egress_port(
         parts.listeners.append(outbound_http_listener(bind, port, route_name, bind=True))
         parts.routes.append(route_configuration(route_name, port, services, view))
     else:
-        cluster = outbound_cluster_name(port, services[0].hostname)
-        parts.listeners.append(outbound_tcp_listener(bind, port, cluster, bind=True))
+        # TLS services share the port by SNI; plain TCP ones: the first by hostname wins.
+        chains = ChainSet()
+        index = VirtualServiceIndex(view)
+        for service in services:
+            service_port = service.port(port)
+            assert service_port is not None  # _port_services keeps services with the port
+            vs = index.lookup(service.hostname)
+            for spec in service_chain_specs(view, vs, service, service_port, by_sni=True):
+                chains.add(spec)
+        parts.listeners.append(l4_listener(view, name, chains, bind=True))
 
 
 def _add_egress(parts: NoneModeParts, view: ProxyView, entry: IstioEgressListener) -> None:

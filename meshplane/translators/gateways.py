@@ -5,16 +5,21 @@ Servers are grouped by (bind, port). A plain-HTTP server gets a real listener
 host per host shared by a server and a VirtualService bound to its Gateway (wildcards
 intersected as Istio does), with `httpsRedirect` as require_tls ALL.
 
-HTTPS/TLS servers (termination, passthrough) and TCP servers need SNI filter chains, SDS
-credentials and TCP routes; they come with the next issue and are skipped here rather than
-emitted as listeners without their TLS.
+Other servers share a listener per (bind, port), one filter chain per server (Istio's
+shape): HTTPS with SIMPLE/MUTUAL termination matches the server's hosts as SNI, terminates
+TLS with the certificate files and routes by RDS ``https.PORT.PORTNAME.GW.NS``;
+PASSTHROUGH matches the `sniHosts` of bound `tls` routes and forwards the connection as is;
+TCP (and TLS terminated on a TLS port) forwards by bound `tcp` routes. A port whose first
+server is plain HTTP stays plain HTTP (Istio reports the others as conflicts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from envoy.config.core.v3.base_pb2 import TransportSocket
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_components_pb2 import (
     DirectResponseAction,
@@ -30,6 +35,13 @@ from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
 from meshplane.translators.domains import dedupe_domains
+from meshplane.translators.gateway_tls import (
+    PASSTHROUGH,
+    downstream_transport_socket,
+    https_route_name,
+    server_names,
+    terminates,
+)
 from meshplane.translators.hosts import more_specific
 from meshplane.translators.http_routes import RouteContext, virtual_service_routes
 from meshplane.translators.listeners import (
@@ -37,6 +49,7 @@ from meshplane.translators.listeners import (
     hcm_filter,
     http_connection_manager,
     listener,
+    tls_inspector,
 )
 from meshplane.translators.names import (
     WILDCARD_ADDRESS,
@@ -44,6 +57,12 @@ from meshplane.translators.names import (
     is_http,
     listener_name,
     virtual_host_name,
+)
+from meshplane.translators.tcp_routes import (
+    ChainSet,
+    ChainSpec,
+    tcp_route_chains,
+    tls_route_chains,
 )
 
 
@@ -132,18 +151,125 @@ def blackhole_virtual_host(port: int) -> VirtualHost:
 
 
 def gateway_route_configuration(
-    view: ProxyView, port: int, servers: list[BoundServer]
+    view: ProxyView, port: int, servers: list[BoundServer], name: str = ""
 ) -> RouteConfiguration:
+    """`name` (default ``http.PORT``) with the virtual hosts of `servers`."""
     hosts = _virtual_hosts(view, port, servers) or [blackhole_virtual_host(port)]
     return RouteConfiguration(
-        name=gateway_route_name(port), virtual_hosts=hosts, validate_clusters=BoolValue(value=False)
+        name=name or gateway_route_name(port),
+        virtual_hosts=hosts,
+        validate_clusters=BoolValue(value=False),
     )
+
+
+def l4_servers(
+    gateways: tuple[Object[GatewaySpec], ...], taken: set[str]
+) -> dict[tuple[str, int], list[BoundServer]]:
+    """HTTPS, TLS and TCP servers by (bind, port), leaving out listeners in `taken` (plain
+    HTTP ones)."""
+    found: dict[tuple[str, int], list[BoundServer]] = {}
+    for gw in gateways:
+        for server in gw.spec.servers:
+            bind = server.bind or WILDCARD_ADDRESS
+            if plain_http(server) or listener_name(bind, server.port.number) in taken:
+                continue
+            bound = BoundServer(f"{gw.namespace}/{gw.name}", gw.namespace, server)
+            found.setdefault((bind, server.port.number), []).append(bound)
+    return dict(sorted(found.items()))
+
+
+def _bound_virtual_services(
+    view: ProxyView, bound: BoundServer
+) -> Iterator[tuple[Object[VirtualServiceSpec], list[str]]]:
+    """VirtualServices bound to the server's Gateway sharing a host with it, each with the
+    server hosts its namespace may use."""
+    suffix = view.mesh.dns_domain_suffix
+    for vs in view.virtual_services:
+        if not _bound_to(vs, bound.gateway):
+            continue
+        server_hosts = list(_server_hosts(bound, vs.namespace))
+        vs_hosts = [fqdn(h, vs.namespace, suffix) for h in vs.spec.hosts]
+        if any(more_specific(s, v) for s in server_hosts for v in vs_hosts):
+            yield vs, server_hosts
+
+
+def _narrowed_to(server_hosts: list[str]) -> Callable[[str], str | None]:
+    """An SNI host as the server admits it (the narrower of the two), or None."""
+
+    def allowed(sni: str) -> str | None:
+        return next((m for h in server_hosts if (m := more_specific(h, sni))), None)
+
+    return allowed
+
+
+def _l4_specs(
+    view: ProxyView, bound: BoundServer, tls: TransportSocket | None = None
+) -> Iterator[ChainSpec]:
+    """PASSTHROUGH: bound `tls` routes by SNI. Otherwise bound `tcp` routes, behind the
+    server's TLS termination (`tls`, matched by its hosts as SNI) when given."""
+    ctx = RouteContext(view, bound.server.port.number, bound.gateway)
+    passthrough = bound.server.tls is not None and bound.server.tls.mode == PASSTHROUGH
+    names = server_names(bound.server) if tls is not None else ()
+    for vs, hosts in _bound_virtual_services(view, bound):
+        if passthrough:
+            yield from tls_route_chains(vs, ctx, _narrowed_to(hosts))
+            continue
+        for spec in tcp_route_chains(vs, ctx):
+            yield dataclasses.replace(spec, server_names=names, transport_socket=tls)
+
+
+def _server_specs(
+    view: ProxyView, bound: BoundServer, listener: str
+) -> tuple[list[ChainSpec], list[RouteConfiguration]]:
+    """The chains (and HTTPS route configuration) of one non-HTTP server; nothing for TLS
+    it cannot serve yet (credentialName, ISTIO_MUTUAL, AUTO_PASSTHROUGH)."""
+    server, tls = bound.server, bound.server.tls
+    if server.port.protocol not in ("HTTPS", "TLS"):
+        return list(_l4_specs(view, bound)), []
+    if tls is None:
+        return [], []
+    if tls.mode == PASSTHROUGH:
+        return list(_l4_specs(view, bound)), []
+    if not terminates(tls):
+        return [], []
+    if server.port.protocol == "TLS":
+        return list(_l4_specs(view, bound, downstream_transport_socket(tls, http=False))), []
+    port = server.port.number
+    route_name = https_route_name(port, server.port.name, bound.gateway)
+    hcm = http_connection_manager(f"outbound_{listener}", "gateway", rds_name=route_name)
+    spec = ChainSpec(
+        (hcm_filter(hcm),),
+        server_names=server_names(server),
+        transport_socket=downstream_transport_socket(tls, http=True),
+        name=route_name,
+    )
+    return [spec], [gateway_route_configuration(view, port, [bound], route_name)]
+
+
+def l4_gateway_listener(
+    view: ProxyView, bind: str, port: int, servers: list[BoundServer]
+) -> tuple[Listener | None, list[RouteConfiguration]]:
+    """One listener for the HTTPS/TLS/TCP servers on (bind, port); None without chains."""
+    name = listener_name(bind, port)
+    chains = ChainSet()
+    routes: list[RouteConfiguration] = []
+    for bound in servers:
+        specs, server_routes = _server_specs(view, bound, name)
+        if [chains.add(spec) for spec in specs].count(True):
+            routes.extend(server_routes)
+    if not chains.chains:
+        return None, []
+    result = listener(name, bind, port, chains.chains)
+    if chains.uses_sni:
+        result.listener_filters.append(tls_inspector())
+    return result, routes
 
 
 def gateway_listeners_and_routes(
     view: ProxyView,
 ) -> tuple[list[Listener], list[RouteConfiguration]]:
-    """One listener per (bind, port) of plain-HTTP servers and one ``http.PORT`` each port."""
+    """One listener per (bind, port) of plain-HTTP servers and one ``http.PORT`` each port,
+    then the listeners (and ``https.*`` route configurations) of the other servers."""
     listeners: dict[str, Listener] = {}
     routes = []
     for port, servers in http_servers(view.gateways).items():
@@ -156,4 +282,9 @@ def gateway_listeners_and_routes(
                 chain = filter_chain([hcm_filter(hcm)])
                 listeners[name] = listener(name, bind, port, [chain])
         routes.append(gateway_route_configuration(view, port, servers))
+    for (bind, port), servers in l4_servers(view.gateways, set(listeners)).items():
+        l4, l4_routes = l4_gateway_listener(view, bind, port, servers)
+        if l4 is not None:
+            listeners[l4.name] = l4
+            routes.extend(l4_routes)
     return list(listeners.values()), routes

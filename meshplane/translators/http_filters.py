@@ -2,8 +2,10 @@
 
 Each filter is one `HttpFilterSpec`: its Envoy name and a builder returning its typed config
 for a given context, or None when that filter has nothing to do there (Envoy Gateway's
-httpFilter registry, reduced to what translation needs today). Later issues append fault
-injection, CORS, JWT and RBAC here; their positions are fixed by the list below.
+httpFilter registry, reduced to what translation needs today). Filters that routes
+configure (fault, CORS) sit in the HCM with an inert config and are switched on per route
+by `typed_per_filter_config` (modules under `filters/`). Later issues add JWT and RBAC at
+the positions the list below names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3.http_connection
 )
 from google.protobuf.message import Message
 
+from meshplane.translators.filters import cors, fault
 from meshplane.translators.protos import any_of
+
+# Where VirtualService routes are applied: sidecar outbound listeners and gateways. Inbound
+# routes are meshplane's own and never carry fault or CORS config.
+_ROUTED = ("outbound", "gateway")
 
 
 @dataclass(frozen=True)
@@ -37,10 +44,23 @@ def _router(_: FilterContext) -> Message:
     return Router()
 
 
+def _cors(context: FilterContext) -> Message | None:
+    return cors.hcm_config() if context.direction in _ROUTED else None
+
+
+def _fault(context: FilterContext) -> Message | None:
+    return fault.hcm_config() if context.direction in _ROUTED else None
+
+
 # Order matters to Envoy: filters run top to bottom and the router must be last.
-# Planned positions (security issue, full routing issue): jwt_authn, rbac (CUSTOM/DENY/ALLOW),
-# fault, cors, then the router.
-HTTP_FILTERS: tuple[HttpFilterSpec, ...] = (HttpFilterSpec("envoy.filters.http.router", _router),)
+# CORS comes first so a preflight is answered before any authentication or fault (Istio's
+# order); the security issue puts jwt_authn and rbac (CUSTOM/DENY/ALLOW) between CORS and
+# fault; fault injection runs just before the router, as in Istio.
+HTTP_FILTERS: tuple[HttpFilterSpec, ...] = (
+    HttpFilterSpec(cors.NAME, _cors),
+    HttpFilterSpec(fault.NAME, _fault),
+    HttpFilterSpec("envoy.filters.http.router", _router),
+)
 
 
 def http_filters(context: FilterContext) -> list[HttpFilter]:

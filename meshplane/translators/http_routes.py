@@ -1,10 +1,13 @@
 """VirtualService http routes -> Envoy Routes for one route configuration.
 
 `RouteContext` says where the routes go (the listener port, and the Gateway for router
-proxies): matches bound to another port or gateway are dropped, destinations without a port
-take Istio's default. Unsupported route kinds (delegate, and until the full routing issue
-rewrite, mirror, fault, CORS and header operations) are left for http_filters / later
-modules; a route whose action cannot be built is skipped rather than emitted half-built.
+proxies): matches bound to another port, gateway, source namespace or source labels are
+dropped (Istio evaluates those in the control plane), destinations without a port take
+Istio's default. Each route carries its action (weighted clusters, redirect or direct
+response) and Istio's per-route policies: rewrite, timeout, retries, mirrors, header
+operations, and fault / CORS as per-filter config. Delegates are merged by the model, so
+routes here are plain. A route whose action cannot be built is skipped rather than emitted
+half-built.
 """
 
 from __future__ import annotations
@@ -32,13 +35,19 @@ from meshplane.api.networking.virtual_service import (
     VirtualServiceSpec,
 )
 from meshplane.model.hosts import fqdn
-from meshplane.model.scope import ProxyView
+from meshplane.model.scope import ProxyView, label_key
 from meshplane.model.services import Service
+from meshplane.translators.filters import cors, fault
 from meshplane.translators.names import config_path, outbound_cluster_name
 from meshplane.translators.policies import cluster_policy
-from meshplane.translators.protos import duration, u32
+from meshplane.translators.protos import any_of, duration, u32
 from meshplane.translators.route_match import route_match
-from meshplane.translators.route_policies import hash_policies, retry_policy
+from meshplane.translators.route_policies import (
+    apply_headers,
+    hash_policies,
+    mirror_policies,
+    retry_policy,
+)
 
 _REDIRECT_CODES = {
     301: RedirectAction.MOVED_PERMANENTLY,
@@ -90,11 +99,15 @@ def route_inputs(vs: Object[VirtualServiceSpec], ctx: RouteContext) -> tuple[obj
         }
     )
     rules = ctx.view.destination_rules
+    selectors = {
+        label_key(m.source_labels) for http in vs.spec.http for m in http.match if m.source_labels
+    }
     return (
         object_content(vs),
         ctx.gateway,
         ctx.view.mesh,
         [(h, ctx.service(h), object_content(rules.get(h))) for h in hosts],
+        sorted(sel for sel in selectors if sel in ctx.view.source_labels),
     )
 
 
@@ -112,9 +125,8 @@ def _match_applies(m: HTTPMatchRequest, ctx: RouteContext, vs_ns: str) -> bool:
             return False
     if m.source_namespace is not None and m.source_namespace != ctx.view.namespace:
         return False
-    # sourceLabels needs the proxy's own labels, which a shared view does not carry:
-    # such matches are never applied (a narrower rule rather than a wider one).
-    return not m.source_labels
+    # The view lists the sourceLabels selectors that match this proxy's labels.
+    return not m.source_labels or label_key(m.source_labels) in ctx.view.source_labels
 
 
 def destination_host_port(
@@ -160,15 +172,7 @@ def route_action(
         action.cluster = destination_cluster(weighted[0].destination, vs_ns, ctx)
     else:
         action.weighted_clusters.CopyFrom(
-            WeightedCluster(
-                clusters=[
-                    WeightedCluster.ClusterWeight(
-                        name=destination_cluster(d.destination, vs_ns, ctx),
-                        weight=u32(d.weight or 0),
-                    )
-                    for d in weighted
-                ]
-            )
+            WeightedCluster(clusters=[_cluster_weight(d, vs_ns, ctx) for d in weighted])
         )
     # Hash only when every destination agrees on what to hash; mixing would make the
     # policy depend on which cluster the request lands in.
@@ -176,6 +180,20 @@ def route_action(
     if hashes[0] and all(h == hashes[0] for h in hashes):
         action.hash_policy.extend(hashes[0])
     return action
+
+
+def _cluster_weight(
+    dest: HTTPRouteDestination, vs_ns: str, ctx: RouteContext
+) -> WeightedCluster.ClusterWeight:
+    """One weighted destination, with its own header operations (Istio's per-destination
+    `headers`); an authority they set becomes the cluster's host rewrite."""
+    out = WeightedCluster.ClusterWeight(
+        name=destination_cluster(dest.destination, vs_ns, ctx), weight=u32(dest.weight or 0)
+    )
+    authority = apply_headers(out, dest.headers)
+    if authority:
+        out.host_rewrite_literal = authority
+    return out
 
 
 def redirect_action(redirect: HTTPRedirect) -> RedirectAction:
@@ -191,7 +209,49 @@ def redirect_action(redirect: HTTPRedirect) -> RedirectAction:
     return action
 
 
+def _rewrite(action: RouteAction, http: HTTPRoute, authority: str) -> None:
+    """`rewrite` (uri prefix or regex, authority); a header op on the authority otherwise."""
+    rewrite = http.rewrite
+    if rewrite is not None and rewrite.uri_regex_pattern is not None:
+        action.regex_rewrite.pattern.regex = rewrite.uri_regex_pattern
+        action.regex_rewrite.substitution = rewrite.uri_regex_substitution or ""
+    elif rewrite is not None and rewrite.uri is not None:
+        action.prefix_rewrite = rewrite.uri
+    if rewrite is not None and rewrite.authority:
+        authority = rewrite.authority
+    if authority:
+        action.host_rewrite_literal = authority
+
+
+def _forward_action(
+    route: Route, http: HTTPRoute, vs_ns: str, ctx: RouteContext, authority: str
+) -> bool:
+    action = route_action(http.route, vs_ns, ctx)
+    if action is None:
+        return False
+    kept = [d for d in http.route if d.weight is None or d.weight > 0]
+    if len(kept) == 1:
+        # One destination: its header operations are the route's (Istio merges them).
+        authority = apply_headers(route, kept[0].headers) or authority
+    action.timeout.CopyFrom(duration(http.timeout or 0))
+    retries = retry_policy(http.retries)
+    if retries is not None:
+        action.retry_policy.CopyFrom(retries)
+    _rewrite(action, http, authority)
+    action.request_mirror_policies.extend(
+        mirror_policies(http.mirrors, lambda d: destination_cluster(d, vs_ns, ctx))
+    )
+    route.route.CopyFrom(action)
+    return True
+
+
 def _with_action(route: Route, http: HTTPRoute, vs_ns: str, ctx: RouteContext) -> bool:
+    authority = apply_headers(route, http.headers)
+    if http.fault is not None and (config := fault.route_config(http.fault)) is not None:
+        route.typed_per_filter_config[fault.NAME].CopyFrom(any_of(config))
+    if http.cors_policy is not None:
+        policy = cors.route_config(http.cors_policy)
+        route.typed_per_filter_config[cors.NAME].CopyFrom(any_of(policy))
     if http.redirect is not None:
         route.redirect.CopyFrom(redirect_action(http.redirect))
         return True
@@ -201,15 +261,7 @@ def _with_action(route: Route, http: HTTPRoute, vs_ns: str, ctx: RouteContext) -
             response.body.CopyFrom(DataSource(inline_string=http.direct_response.body))
         route.direct_response.CopyFrom(response)
         return True
-    action = route_action(http.route, vs_ns, ctx)
-    if action is None:
-        return False
-    action.timeout.CopyFrom(duration(http.timeout or 0))
-    retries = retry_policy(http.retries)
-    if retries is not None:
-        action.retry_policy.CopyFrom(retries)
-    route.route.CopyFrom(action)
-    return True
+    return _forward_action(route, http, vs_ns, ctx, authority)
 
 
 def http_route_routes(http: HTTPRoute, vs_ns: str, ctx: RouteContext) -> list[Route]:

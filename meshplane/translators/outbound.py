@@ -9,11 +9,14 @@ BlackHoleCluster under REGISTRY_ONLY.
 
 from __future__ import annotations
 
-from envoy.config.listener.v3.listener_components_pb2 import FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 
+from meshplane.api.meta import Object
+from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.scope import ProxyView
+from meshplane.model.services import Service, ServicePort
+from meshplane.translators.http_routes import RouteContext
 from meshplane.translators.listeners import (
     filter_chain,
     hcm_filter,
@@ -36,14 +39,18 @@ from meshplane.translators.names import (
 )
 from meshplane.translators.plans import routable
 from meshplane.translators.routes import (
+    VirtualServiceIndex,
     http_services_by_port,
     outbound_policy,
     route_configuration,
 )
-
-# A filter chain's match: (destination CIDR, SNI); (None, None) matches anything.
-_ChainKey = tuple[str | None, str | None]
-TLS_PROTOCOLS = frozenset({"TLS", "HTTPS"})
+from meshplane.translators.tcp_routes import (
+    TLS_PROTOCOLS,
+    ChainSet,
+    ChainSpec,
+    tcp_route_chains,
+    tls_route_chains,
+)
 
 
 def virtual_outbound_listener(view: ProxyView) -> Listener:
@@ -86,19 +93,38 @@ def listen_address(address: str) -> tuple[str, str | None]:
     return WILDCARD_ADDRESS, address
 
 
-def _sni(protocol: str, ip: str, cidr: str | None, hostname: str) -> str | None:
-    """TLS services sharing the wildcard listener are told apart by SNI (Istio's shape)."""
-    tls = protocol.upper() in TLS_PROTOCOLS
-    return hostname if tls and ip == WILDCARD_ADDRESS and cidr is None else None
+def service_chain_specs(
+    view: ProxyView,
+    vs: Object[VirtualServiceSpec] | None,
+    service: Service,
+    port: ServicePort,
+    by_sni: bool,
+) -> list[ChainSpec]:
+    """The chains of one non-HTTP service port, as Istio builds them: the VirtualService's
+    `tls` routes (TLS ports), then its `tcp` routes, then the service's own cluster
+    (matched by the service's name as SNI when `by_sni`: TLS services sharing a listener)."""
+    ctx = RouteContext(view, port.number)
+    specs: list[ChainSpec] = []
+    tls = port.protocol.upper() in TLS_PROTOCOLS
+    if vs is not None:
+        if tls:
+            specs.extend(tls_route_chains(vs, ctx))
+        specs.extend(tcp_route_chains(vs, ctx))
+    cluster = outbound_cluster_name(port.number, service.hostname)
+    names = (service.hostname,) if by_sni and tls else ()
+    specs.append(ChainSpec((tcp_proxy_filter(cluster, cluster),), server_names=names))
+    return specs
 
 
-def _tcp_listener(view: ProxyView, name: str, chains: dict[_ChainKey, FilterChain]) -> Listener:
+def l4_listener(view: ProxyView, name: str, chains: ChainSet, *, bind: bool) -> Listener:
+    """A TCP listener over `chains`; SNI chains get the tls_inspector and, unless some chain
+    catches everything, a default chain for unknown names (passthrough, or blackhole under
+    REGISTRY_ONLY)."""
     ip, _, port = name.rpartition("_")
-    result = listener(name, ip, int(port), list(chains.values()), bind_to_port=False)
-    if any(sni for _, sni in chains):
+    result = listener(name, ip, int(port), chains.chains, bind_to_port=bind)
+    if chains.uses_sni:
         result.listener_filters.append(tls_inspector())
-        if (None, None) not in chains:
-            # TLS to a host nothing declares: passthrough, or blackhole under REGISTRY_ONLY.
+        if not chains.catches_all:
             registry_only = outbound_policy(view) == "REGISTRY_ONLY"
             cluster = BLACKHOLE_CLUSTER if registry_only else PASSTHROUGH_CLUSTER
             result.default_filter_chain.CopyFrom(filter_chain([tcp_proxy_filter(cluster, cluster)]))
@@ -108,24 +134,25 @@ def _tcp_listener(view: ProxyView, name: str, chains: dict[_ChainKey, FilterChai
 def outbound_tcp_listeners(view: ProxyView, taken: set[str]) -> list[Listener]:
     """``VIP_PORT`` per TCP service port and VIP; ``0.0.0.0_PORT`` for services without a
     VIP (TLS ones matched by SNI) or with CIDR addresses (one chain per CIDR). Where two
-    services claim the same listener and match, the first by hostname wins; HTTP listeners
-    are never shared."""
-    chains: dict[str, dict[_ChainKey, FilterChain]] = {}
+    services claim the same match, the first by hostname wins; HTTP listeners are never
+    shared. VirtualService `tcp`/`tls` routes shape each service's chains."""
+    chains: dict[str, ChainSet] = {}
+    index = VirtualServiceIndex(view)
     for service in view.services:
+        vs = index.lookup(service.hostname)
         for port in sorted(service.ports, key=lambda p: p.number):
             if is_http(port.protocol) or not routable(port):
                 continue
-            cluster = outbound_cluster_name(port.number, service.hostname)
             for address in service.addresses or (WILDCARD_ADDRESS,):
                 ip, cidr = listen_address(address)
                 name = listener_name(ip, port.number)
-                sni = _sni(port.protocol, ip, cidr, service.hostname)
-                by_match = chains.setdefault(name, {})
-                if name in taken or (cidr, sni) in by_match:
+                if name in taken:
                     continue
-                tcp = tcp_proxy_filter(cluster, cluster)
-                by_match[(cidr, sni)] = filter_chain([tcp], prefix_range=cidr, server_name=sni)
-    return [_tcp_listener(view, name, by_match) for name, by_match in chains.items() if by_match]
+                by_sni = ip == WILDCARD_ADDRESS and cidr is None
+                chain_set = chains.setdefault(name, ChainSet())
+                for spec in service_chain_specs(view, vs, service, port, by_sni):
+                    chain_set.add(spec, cidr)
+    return [l4_listener(view, name, c, bind=False) for name, c in chains.items() if c.chains]
 
 
 def outbound_listeners_and_routes(

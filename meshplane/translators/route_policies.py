@@ -1,15 +1,40 @@
-"""Per-route policies: retries (Istio's default and VirtualService `retries`), timeouts and
-consistent-hash policies from the destination's DestinationRule."""
+"""Per-route policies: retries (Istio's default and VirtualService `retries`) and
+consistent-hash policies from the destination's DestinationRule, header operations and
+request mirroring."""
 
 from __future__ import annotations
 
-from envoy.config.route.v3.route_components_pb2 import RetryPolicy, RouteAction
+from collections.abc import Callable
+
+from envoy.config.core.v3.base_pb2 import (
+    HeaderValue,
+    HeaderValueOption,
+    RuntimeFractionalPercent,
+)
+from envoy.config.route.v3.route_components_pb2 import (
+    RetryPolicy,
+    Route,
+    RouteAction,
+    WeightedCluster,
+)
 from envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2 import (
     PreviousHostsPredicate,
 )
+from envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2 import (
+    PreviousPrioritiesConfig,
+)
+from envoy.type.v3.percent_pb2 import FractionalPercent
+from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.api.networking.destination_rule import LoadBalancer
-from meshplane.api.networking.virtual_service import HTTPRetry
+from meshplane.api.networking.virtual_service import (
+    Destination,
+    HeaderOperations,
+    Headers,
+    HTTPMirrorPolicy,
+    HTTPRetry,
+)
+from meshplane.translators.filters.fault import per_million
 from meshplane.translators.protos import any_of, duration, u32
 
 # istio@1.30.3:pilot/pkg/networking/core/route/retry/retry.go DefaultPolicy.
@@ -67,6 +92,7 @@ def retry_policy(retries: HTTPRetry | None) -> RetryPolicy | None:
         policy.retriable_status_codes.extend(codes)
     if retries.per_try_timeout is not None:
         policy.per_try_timeout.CopyFrom(duration(retries.per_try_timeout))
+    retry_priority(retries, policy)
     return policy
 
 
@@ -90,3 +116,86 @@ def hash_policies(lb: LoadBalancer | None) -> list[RouteAction.HashPolicy]:
     else:
         return []
     return [policy]
+
+
+def retry_priority(retries: HTTPRetry | None, policy: RetryPolicy) -> None:
+    """`retryRemoteLocalities`: retry in other localities (priorities) once the local one
+    failed, via Envoy's previous_priorities (Istio: update frequency = retries + 1)."""
+    if retries is None or not retries.retry_remote_localities:
+        return
+    config = PreviousPrioritiesConfig(update_frequency=policy.num_retries.value + 1)
+    policy.retry_priority.CopyFrom(
+        RetryPolicy.RetryPriority(
+            name="envoy.retry_priorities.previous_priorities", typed_config=any_of(config)
+        )
+    )
+
+
+def is_authority(name: str) -> bool:
+    """Istio turns a request header op on Host / :authority into a host rewrite (Envoy
+    refuses to set those through headers_to_add)."""
+    return name.lower() in ("host", ":authority")
+
+
+def _header_options(ops: HeaderOperations) -> list[HeaderValueOption]:
+    """`set` overwrites (or adds), `add` appends (or adds): Istio's append actions."""
+    out = [
+        HeaderValueOption(
+            header=HeaderValue(key=name, value=ops.set[name]),
+            append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+        for name in sorted(ops.set)
+        if not is_authority(name)
+    ]
+    out += [
+        HeaderValueOption(
+            header=HeaderValue(key=name, value=ops.add[name]),
+            append_action=HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
+        )
+        for name in sorted(ops.add)
+        if not is_authority(name)
+    ]
+    return out
+
+
+def apply_headers(target: Route | WeightedCluster.ClusterWeight, headers: Headers | None) -> str:
+    """Add `headers` (request and response set/add/remove) to a route or a weighted cluster;
+    returns the authority a request op sets ("" if none), for the caller's host rewrite."""
+    if headers is None:
+        return ""
+    authority = ""
+    if headers.request is not None:
+        req = headers.request
+        target.request_headers_to_add.extend(_header_options(req))
+        target.request_headers_to_remove.extend(req.remove)
+        for name, value in (*sorted(req.add.items()), *sorted(req.set.items())):
+            if is_authority(name):
+                authority = value  # set wins over add, as it is applied last
+    if headers.response is not None:
+        resp = headers.response
+        target.response_headers_to_add.extend(_header_options(resp))
+        target.response_headers_to_remove.extend(resp.remove)
+    return authority
+
+
+def mirror_policies(
+    mirrors: tuple[HTTPMirrorPolicy, ...], cluster_of: Callable[[Destination], str]
+) -> list[RouteAction.RequestMirrorPolicy]:
+    """One policy per mirror; no percentage means all requests, 0% means no policy
+    (Istio's MirrorPercent). Mirrored requests do not force trace sampling (Istio)."""
+    out = []
+    for mirror in mirrors:
+        if mirror.percentage is None:
+            fraction = FractionalPercent(numerator=100, denominator=FractionalPercent.HUNDRED)
+        elif mirror.percentage > 0:
+            fraction = per_million(mirror.percentage)
+        else:
+            continue
+        out.append(
+            RouteAction.RequestMirrorPolicy(
+                cluster=cluster_of(mirror.destination),
+                runtime_fraction=RuntimeFractionalPercent(default_value=fraction),
+                trace_sampled=BoolValue(value=False),
+            )
+        )
+    return out

@@ -210,3 +210,245 @@ def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp~")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def behaving_upstream(name: str, status: int = 200, delay: float = 0.0) -> Iterator[int]:
+    """An HTTP server answering every GET with `status` and its name after `delay` seconds
+    (a slow or failing backend); yields its port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if delay:
+                time.sleep(delay)
+            body = name.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- TLS and TCP helpers (gateway TLS, TCP/TLS routes, TLS origination tests) ---
+
+
+def write_test_pki(directory: Path, names: list[str]) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for `names` and a client certificate, as PEM
+    files in `directory`: ca.pem, server.pem, server-key.pem, client.pem, client-key.pem."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def issue(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        ca: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    ) -> x509.Certificate:
+        issuer, signer = ca if ca else (name(subject), key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca is None, path_length=None), critical=True)
+        )
+        if ca is not None and subject != "client":
+            sans = [x509.DNSName(n) for n in names]
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (directory / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (directory / f"{stem}-key.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = issue("meshplane test CA", ca_key, None)
+    write("ca", ca_cert, ca_key)
+    for stem in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        write(stem, issue(stem, key, (ca_cert.subject, ca_key)), key)
+    return {
+        stem: directory / f"{stem}.pem"
+        for stem in ("ca", "server", "server-key", "client", "client-key")
+    }
+
+
+@contextlib.contextmanager
+def tls_upstream(name: str, pki: dict[str, Path], *, http: bool) -> Iterator[tuple[int, list[str]]]:
+    """A TLS server with the PKI's server certificate. It answers each connection with its
+    name (as an HTTP/1.1 200 response when `http`, else raw bytes) and records the SNI each
+    client sent. Yields (port, recorded SNI names)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["server"], pki["server-key"])
+    snis: list[str] = []
+
+    def record_sni(_sock: ssl.SSLObject, sni: str | None, _ctx: ssl.SSLContext) -> None:
+        snis.append(sni or "")
+
+    context.sni_callback = record_sni  # type: ignore[assignment]
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(5)
+            with context.wrap_socket(conn, server_side=True) as tls:
+                if http:
+                    data = b""
+                    while b"\r\n\r\n" not in data and len(data) < 65536:
+                        chunk = tls.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    body = name.encode()
+                    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n"
+                    tls.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
+                else:
+                    tls.sendall(name.encode())
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1]), snis
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@contextlib.contextmanager
+def tcp_upstream(name: str) -> Iterator[int]:
+    """A TCP server that writes its name to each connection and closes it; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with contextlib.suppress(OSError), conn:
+                conn.sendall(name.encode())
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def tcp_read(port: int, timeout: float = 2.0) -> str:
+    """Connect to 127.0.0.1:`port` and read until the peer closes; "" on any error."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def tls_read(
+    port: int,
+    sni: str,
+    ca: Path,
+    *,
+    http: bool,
+    client_cert: tuple[Path, Path] | None = None,
+    timeout: float = 2.0,
+) -> str:
+    """Open TLS to 127.0.0.1:`port` with SNI `sni`, verifying against `ca` (optionally
+    presenting a client certificate); with `http` send a GET for `sni`. Returns everything
+    the server sent, or "error: ..." when the connection or handshake fails."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    if client_cert is not None:
+        context.load_cert_chain(*client_cert)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=sni) as tls,
+        ):
+            if http:
+                request = f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
+                tls.sendall(request.encode())
+            chunks = []
+            while chunk := tls.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace")
+    except (OSError, ssl.SSLError) as exc:
+        return f"error: {exc}"
+
+
+class NoneModeSidecar(Envoy):
+    """A sidecar bootstrapped with ``--interception NONE``: its listeners bind where the
+    Sidecar resource's egress/ingress entries say."""
+
+    def __init__(
+        self, cp: ControlPlane, logdir: Path, *, workload: str, namespace: str, labels: str
+    ) -> None:
+        self.admin_port = free_port()
+        boot = logdir / f"{workload}.json"
+        flags = (
+            f"bootstrap --type sidecar --interception NONE --workload {workload}"
+            f" --namespace {namespace} --labels {labels} --ip 127.0.0.1"
+            f" --xds-address 127.0.0.1:{cp.xds_port} --admin-port {self.admin_port}"
+            f" --stats-port 0 --health-port 0 -o {boot}"
+        )
+        subprocess.run([str(BIN / "meshplane"), *flags.split()], check=True)
+        cmd = [str(BIN / "envoy"), "-c", str(boot), "--use-dynamic-base-id"]
+        Proc.__init__(self, workload, [*cmd, "--drain-time-s", "1", "-l", "warning"], logdir)
+        self.id_prefix = f"sidecar~127.0.0.1~{workload}.{namespace}~"

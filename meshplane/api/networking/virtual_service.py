@@ -125,6 +125,7 @@ class CorsPolicy:
     expose_headers: tuple[str, ...] = ()
     max_age: float | None = None
     allow_credentials: bool | None = None
+    unmatched_preflights: str | None = None  # FORWARD (default) | IGNORE
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ def _server(f: Fields) -> Server | None:
         f.error("port", "required field is missing")
     hosts = f.str_list("hosts", required=True, check=formats.namespaced_host_problem)
     tls = f.read("tls", _server_tls)
+    if p is not None and tls is not None:
+        _check_tls_for_protocol(f, p.protocol, tls)
     bind = f.text("bind")
     if bind is not None and not bind.startswith("unix://") and (reason := formats.ip_problem(bind)):
         f.error("bind", reason)
@@ -51,6 +53,47 @@ def _server(f: Fields) -> Server | None:
     if p is None:
         return None
     return Server(port=p, hosts=hosts, tls=tls, bind=bind, name=f.text("name") or "")
+
+
+_HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "GRPC-WEB")
+_PASSTHROUGH_MODES = ("PASSTHROUGH", "AUTO_PASSTHROUGH")
+_TERMINATING_MODES = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+
+
+def _has_certificates(tls: ServerTLS) -> bool:
+    return bool(tls.server_certificate or tls.private_key or tls.ca_certificates)
+
+
+def _check_tls_for_protocol(f: Fields, protocol: str, tls: ServerTLS) -> None:
+    """Istio's validateServer: a plain-HTTP port may only carry httpsRedirect (a
+    passthrough-mode block without certificates); other non-TLS ports no TLS at all."""
+    if protocol in ("HTTPS", "TLS"):
+        return
+    if protocol not in _HTTP_PROTOCOLS:
+        f.error("tls", "server cannot have TLS settings for non HTTPS/TLS ports")
+    elif tls.mode not in _PASSTHROUGH_MODES or _has_certificates(tls):
+        f.error("tls", "server cannot have TLS settings for plain text HTTP ports")
+    elif not tls.https_redirect:
+        f.warn("tls.mode", f"{tls.mode} has no effect on a plain-HTTP port (served as plain HTTP)")
+
+
+def _check_server_tls(f: Fields, tls: ServerTLS) -> None:
+    """Istio's validateTLSOptions for file certificates, and what meshplane cannot serve
+    yet (warned: the server is left out rather than sent half-built)."""
+    if tls.mode in ("ISTIO_MUTUAL", "AUTO_PASSTHROUGH"):
+        f.warn("mode", f"{tls.mode} is not supported yet; this server is not served")
+        return
+    if tls.mode not in _TERMINATING_MODES:
+        return
+    if tls.credential_name:
+        f.warn("credentialName", "credentialName needs SDS (not yet); this server is not served")
+        return
+    if not tls.server_certificate:
+        f.error("serverCertificate", f"{tls.mode} TLS requires a server certificate")
+    if not tls.private_key:
+        f.error("privateKey", f"{tls.mode} TLS requires a private key")
+    if tls.mode == "MUTUAL" and not tls.ca_certificates:
+        f.error("caCertificates", "MUTUAL TLS requires a client CA bundle")
 
 
 def _server_tls(f: Fields) -> ServerTLS:
@@ -76,8 +119,9 @@ def _server_tls(f: Fields) -> ServerTLS:
         ),
     )
     versions = ("TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3")
-    mode = f.enum("mode", SERVER_TLS_MODES) or "SIMPLE"
-    return ServerTLS(
+    # Istio's enum default (0) is PASSTHROUGH: a `tls` block without `mode` terminates nothing.
+    mode = f.enum("mode", SERVER_TLS_MODES) or "PASSTHROUGH"
+    tls = ServerTLS(
         mode=mode,
         https_redirect=bool(f.flag("httpsRedirect")),
         server_certificate=f.text("serverCertificate"),
@@ -88,3 +132,5 @@ def _server_tls(f: Fields) -> ServerTLS:
         min_protocol_version=f.enum("minProtocolVersion", versions),
         max_protocol_version=f.enum("maxProtocolVersion", versions),
     )
+    _check_server_tls(f, tls)
+    return tls

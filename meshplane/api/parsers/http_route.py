@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from meshplane.api import formats
 from meshplane.api.fields import Fields
 from meshplane.api.networking.virtual_service import (
@@ -48,6 +50,15 @@ RETRY_ON = frozenset(
     }
 )  # fmt: skip
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+# gRPC status names (grpc/status.proto) -> codes: what `fault.abort.grpcStatus` accepts.
+GRPC_STATUS = {
+    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9, "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12,
+    "INTERNAL": 13, "UNAVAILABLE": 14, "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}  # fmt: skip
+# An HTTP header name (RFC 9110 token); Envoy rejects anything else in headers_to_add.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def http_route(f: Fields) -> HTTPRoute | None:
@@ -195,6 +206,8 @@ def _retry(f: Fields) -> HTTPRetry:
 
 def _fault(f: Fields) -> HTTPFaultInjection:
     f.keys(("delay", "abort"))
+    if not f.has("delay") and not f.has("abort"):
+        f.problems.error(f.path, "one of delay or abort is required")
     return HTTPFaultInjection(delay=f.read("delay", _delay), abort=f.read("abort", _abort))
 
 
@@ -210,10 +223,12 @@ def _delay(f: Fields) -> FaultDelay | None:
 def _abort(f: Fields) -> FaultAbort | None:
     f.keys(("httpStatus", "grpcStatus", "percentage"), ignored=("http2Error",))
     status = f.integer("httpStatus", lo=200, hi=599)
-    grpc = f.text("grpcStatus")
+    grpc = f.enum("grpcStatus", GRPC_STATUS)
     pct = f.read("percentage", percentage)
+    if f.has("httpStatus") and f.has("grpcStatus"):
+        f.problems.error(f.path, "set only one of httpStatus or grpcStatus")
     if status is None and grpc is None:
-        if not f.has("http2Error"):
+        if not any(f.has(k) for k in ("httpStatus", "grpcStatus", "http2Error")):
             f.problems.error(f.path, "one of httpStatus or grpcStatus is required")
         return None
     return FaultAbort(http_status=status, grpc_status=grpc, percentage=pct)
@@ -252,8 +267,8 @@ def _cors(f: Fields) -> CorsPolicy:
             "exposeHeaders",
             "maxAge",
             "allowCredentials",
+            "unmatchedPreflights",
         ),
-        ignored=("unmatchedPreflights",),
     )
     origins = f.each("allowOrigins", string_match)
     # `allowOrigin` (deprecated) lists exact origins.
@@ -265,16 +280,40 @@ def _cors(f: Fields) -> CorsPolicy:
         expose_headers=f.str_list("exposeHeaders"),
         max_age=f.duration("maxAge"),
         allow_credentials=f.flag("allowCredentials"),
+        unmatched_preflights=f.enum("unmatchedPreflights", ("FORWARD", "IGNORE")),
     )
 
 
 def headers(f: Fields) -> Headers:
     f.keys(("request", "response"))
-    return Headers(f.read("request", _header_ops), f.read("response", _header_ops))
+    request = f.read("request", lambda sub: _header_ops(sub, request=True))
+    return Headers(request, f.read("response", lambda sub: _header_ops(sub, request=False)))
 
 
-def _header_ops(f: Fields) -> HeaderOperations:
+def _header_name_problem(name: str, *, request: bool, removing: bool) -> str:
+    """Envoy refuses to add or remove pseudo-headers and Host; Istio turns a request op on
+    Host / :authority into a host rewrite, so only that one is allowed (and not removed)."""
+    authority = name.lower() in ("host", ":authority")
+    if authority and request and not removing:
+        return ""
+    if authority or name.startswith(":"):
+        action = "removed" if removing else "set"
+        return f"header {name!r} cannot be {action} here"
+    if not _HEADER_NAME.match(name):
+        return f"{name!r} is not a valid HTTP header name"
+    return ""
+
+
+def _header_ops(f: Fields, *, request: bool) -> HeaderOperations:
     f.keys(("set", "add", "remove"))
-    return HeaderOperations(
+    ops = HeaderOperations(
         set=f.str_map("set") or {}, add=f.str_map("add") or {}, remove=f.str_list("remove")
     )
+    for key in ("set", "add"):
+        for name in getattr(ops, key):
+            if reason := _header_name_problem(name, request=request, removing=False):
+                f.problems.error(f"{f.at(key)}.{name}", reason)
+    for i, name in enumerate(ops.remove):
+        if reason := _header_name_problem(name, request=request, removing=True):
+            f.problems.error(f"{f.at('remove')}[{i}]", reason)
+    return ops

@@ -42,6 +42,14 @@ def virtual_service(f: Fields) -> VirtualServiceSpec:
     )
     if not any(f.has(k) for k in ("http", "tcp", "tls")):
         f.problems.error(f.path, "one of http, tcp or tls is required")
+    if not spec.hosts:
+        # A VirtualService without hosts is a delegate (Istio 1.6+): only roots delegate.
+        for i, http in enumerate(spec.http):
+            if http.delegate is not None:
+                f.problems.error(
+                    f.at(f"http[{i}].delegate"),
+                    "only a VirtualService with hosts can delegate (this one has none)",
+                )
     bound_to_mesh = not gateways or "mesh" in gateways
     if bound_to_mesh and "*" in spec.hosts:
         f.error("hosts", "the wildcard host '*' is not allowed for routes bound to the mesh")
