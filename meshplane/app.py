@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import signal
@@ -31,6 +32,7 @@ from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.pusher import Pusher
 from meshplane.xds.server import start_xds_server
 from meshplane.xds.sync_status import SyncStatus
+from meshplane.xds.tls_port import TlsPort, start_tls_port
 
 log = logging.getLogger("meshplane")
 
@@ -73,6 +75,9 @@ class ControlPlane:
     pusher: Pusher
     debouncer: Debouncer[Change]
     xds_port: int = 0
+    xds_tls_port: int = 0
+    """0 when the TLS port is off (`--xds-tls-address ''`)."""
+    tls: TlsPort | None = None
     http_port: int = 0
     ready: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -129,6 +134,10 @@ async def start(options: ServeOptions) -> ControlPlane:
     servicer = AdsServicer(cache, pusher.resolve, sync, metrics, serve_secrets=False)
     server, cp.xds_port = await start_xds_server(options.xds_address, servicer)
     cp._stops.append(lambda: server.stop(grace=1.0))
+    if options.xds_tls_address:
+        cp.tls = await _start_tls(options, cp, metrics)
+        cp.xds_tls_port = cp.tls.port
+        cp._stops.append(cp.tls.stop)
     sources = DebugSources(
         ready=lambda: cp.ready,
         registry=registry,
@@ -143,11 +152,29 @@ async def start(options: ServeOptions) -> ControlPlane:
     cp.tasks.append(asyncio.create_task(_follow(batches, store, debouncer), name="watch"))
     cp.ready = True
     log.info(
-        "xDS on %s, debug on %s",
+        "xDS on %s, TLS xDS on %s, debug on %s",
         _addr(options.xds_address, cp.xds_port),
+        _addr(options.xds_tls_address, cp.xds_tls_port) if cp.tls else "(off)",
         _addr(options.http_address, cp.http_port),
     )
     return cp
+
+
+async def _start_tls(options: ServeOptions, cp: ControlPlane, metrics: XdsMetrics) -> TlsPort:
+    """The authenticated port: CA from --state-dir, token checks, per-identity SDS."""
+    return await start_tls_port(
+        options.xds_tls_address,
+        state_dir=options.state_dir,
+        trust_domain=options.trust_domain,
+        tls_sans=options.tls_sans,
+        cert_ttl=datetime.timedelta(seconds=options.cert_ttl_s),
+        key_type=options.key_type,
+        cache=cp.cache,
+        resolver=cp.pusher.resolve,
+        sync_status=cp.sync_status,
+        metrics=metrics,
+        registry=cp.registry,
+    )
 
 
 async def _follow(batches: Any, store: ConfigStore, debouncer: Debouncer[Change]) -> None:
@@ -178,8 +205,6 @@ async def serve(options: ServeOptions) -> int:
 def run(options: ServeOptions) -> int:
     """`meshplane serve`."""
     configure_logging(options)
-    if options.tls_sans or options.xds_tls_address != ServeOptions().xds_tls_address:
-        log.warning("the TLS xDS port comes with the security issue; serving plaintext only")
     try:
         return asyncio.run(serve(options))
     except NotImplementedError as exc:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "ServeOptions"]
+__all__ = ["KEY_TYPES", "LOG_FORMATS", "LOG_LEVELS", "ServeOptions"]
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+KEY_TYPES = ("ecdsa", "rsa")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class ServeOptions:
     debounce_ms: int = 100
     debounce_max_ms: int = 10_000
     tls_sans: tuple[str, ...] = ()
+    cert_ttl_s: float = 24 * 3600.0
+    """Life of workload certificates (renewed at half of it)."""
+    key_type: str = "ecdsa"
+    """Key type of a self-signed root the first start creates, and of workload keys."""
     log_format: str = "text"
     log_level: str = "info"
 
@@ -38,5 +43,9 @@ class ServeOptions:
             raise ValueError(f"log_format {self.log_format!r}: want one of {LOG_FORMATS}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level {self.log_level!r}: want one of {LOG_LEVELS}")
+        if self.key_type not in KEY_TYPES:
+            raise ValueError(f"key_type {self.key_type!r}: want one of {KEY_TYPES}")
+        if not self.cert_ttl_s > 0:
+            raise ValueError("cert_ttl_s must be positive")
         if self.debounce_ms < 0 or self.debounce_max_ms < self.debounce_ms:
             raise ValueError("want 0 <= debounce_ms <= debounce_max_ms")

@@ -16,9 +16,12 @@ from meshplane.api.errors import InvalidObject, ValidationError
 from meshplane.api.fields import Fields, Problems
 from meshplane.api.meta import ConfigKey, Object, ObjectMeta
 from meshplane.api.parsers import kubernetes
+from meshplane.api.parsers.authorization_policy import authorization_policy
 from meshplane.api.parsers.destination_rule import destination_rule
 from meshplane.api.parsers.gateway import gateway
 from meshplane.api.parsers.metadata import DEFAULT_NAMESPACE, object_meta
+from meshplane.api.parsers.peer_authentication import peer_authentication
+from meshplane.api.parsers.request_authentication import request_authentication
 from meshplane.api.parsers.service_entry import service_entry, workload_entry
 from meshplane.api.parsers.sidecar import sidecar
 from meshplane.api.parsers.virtual_service import virtual_service
@@ -60,17 +63,27 @@ _NETWORKING_KINDS: dict[str, Parser] = {
     "Sidecar": _istio(sidecar),
 }
 _SECURITY_KINDS = ("PeerAuthentication", "AuthorizationPolicy", "RequestAuthentication")
+# Security kinds with a real parser; the others load with a "not enforced yet" warning.
+_ENFORCED_SECURITY: dict[str, Parser] = {
+    "PeerAuthentication": _istio(peer_authentication),
+    "AuthorizationPolicy": _istio(authorization_policy),
+    "RequestAuthentication": _istio(request_authentication),
+}
 
 KINDS: dict[tuple[str, str, str], Parser] = {
     **{(NETWORKING, v, k): p for k, p in _NETWORKING_KINDS.items() for v in ISTIO_VERSIONS},
-    **{(SECURITY, v, k): _not_enforced for k in _SECURITY_KINDS for v in ("v1", "v1beta1")},
+    **{
+        (SECURITY, v, k): _ENFORCED_SECURITY.get(k, _not_enforced)
+        for k in _SECURITY_KINDS
+        for v in ("v1", "v1beta1")
+    },
     ("", "v1", "Service"): kubernetes.service,
     ("", "v1", "Pod"): kubernetes.pod,
     ("", "v1", "Namespace"): kubernetes.namespace,
     ("discovery.k8s.io", "v1", "EndpointSlice"): kubernetes.endpoint_slice,
 }
 CLUSTER_SCOPED = frozenset({"Namespace"})
-NOT_IN_MODEL = frozenset(_SECURITY_KINDS)
+NOT_IN_MODEL = frozenset(_SECURITY_KINDS) - _ENFORCED_SECURITY.keys()
 _KNOWN_KINDS = {(g, k) for g, _, k in KINDS}
 
 
@@ -138,12 +151,11 @@ def revision(manifest: Mapping[str, Any], meta: ObjectMeta) -> str:
     labels and Istio annotations. Rewriting a file with equal content keeps it."""
     body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "metadata")}
     annotations = {k: v for k, v in meta.annotations.items() if "istio.io" in k}
-    canonical = json.dumps(
-        {"body": body, "labels": dict(meta.labels), "annotations": annotations},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
+    doc = {"body": body, "labels": dict(meta.labels), "annotations": annotations}
+    try:
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    except TypeError:  # YAML maps may mix int and str keys (portLevelMtls: {8080: .., "9090": ..})
+        canonical = repr(doc)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -7,12 +7,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["register_token", "register_up"]
+__all__ = ["register_up"]
 
 # Command -> the open issue it waits on (named by topic: numbers are the tracker's).
 PENDING = {
     "up": "run a whole mesh on this machine: `meshplane up`",
-    "token": "join tokens for the TLS xDS port: `meshplane token`",
 }
 
 
@@ -20,17 +19,6 @@ def register_up(commands: Any) -> None:
     p = commands.add_parser("up", help="run a whole mesh on this machine (not implemented yet)")
     p.add_argument("example_dir", nargs="?", default="examples/bookinfo")
     p.set_defaults(run=_pending("up"))
-
-
-def register_token(commands: Any) -> None:
-    p = commands.add_parser(
-        "token", help="print a join token for a proxy identity (not implemented yet)"
-    )
-    p.add_argument("--namespace", required=True)
-    p.add_argument("--service-account", required=True)
-    p.add_argument("--state-dir", default=".meshplane")
-    p.add_argument("--ttl", default="24h")
-    p.set_defaults(run=_pending("token"))
 
 
 def _pending(command: str) -> Callable[[argparse.Namespace], int]:

@@ -12,6 +12,7 @@ from meshplane.cli import (
     proxy_config_cmd,
     proxy_status_cmd,
     serve_cmd,
+    token_cmd,
 )
 
 __all__ = ["build_parser"]
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     not_implemented.register_up(commands)
     bootstrap_cmd.register(commands)
     analyze_cmd.register(commands)
-    not_implemented.register_token(commands)
+    token_cmd.register(commands)
     proxy_status_cmd.register(commands)
     proxy_config_cmd.register(commands)
     return parser

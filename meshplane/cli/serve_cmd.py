@@ -8,7 +8,8 @@ import inspect
 import sys
 from typing import Any
 
-from meshplane.options import LOG_FORMATS, LOG_LEVELS, ServeOptions
+from meshplane.ca.tokens import parse_duration
+from meshplane.options import KEY_TYPES, LOG_FORMATS, LOG_LEVELS, ServeOptions
 
 __all__ = ["options_from_args", "register"]
 
@@ -36,7 +37,7 @@ def register(commands: Any) -> None:
         "--xds-tls-address",
         default=_DEFAULTS.xds_tls_address,
         metavar="HOST:PORT",
-        help="TLS xDS for authenticated proxies",
+        help="TLS xDS for authenticated proxies, the only port serving secrets ('' turns it off)",
     )
     p.add_argument(
         "--http-address",
@@ -54,6 +55,18 @@ def register(commands: Any) -> None:
         default=[],
         metavar="NAME",
         help="extra SAN for the TLS xDS certificate (repeatable)",
+    )
+    p.add_argument(
+        "--cert-ttl",
+        default="24h",
+        metavar="DURATION",
+        help="life of workload certificates, renewed at half of it (e.g. 24h, 1h30m, 30s)",
+    )
+    p.add_argument(
+        "--key-type",
+        choices=KEY_TYPES,
+        default=_DEFAULTS.key_type,
+        help="key type of workload certificates and of a root created on first start",
     )
     p.add_argument("--log-format", choices=LOG_FORMATS, default=_DEFAULTS.log_format)
     p.add_argument("--log-level", choices=LOG_LEVELS, default=_DEFAULTS.log_level)
@@ -78,6 +91,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         debounce_ms=args.debounce_ms,
         debounce_max_ms=args.debounce_max_ms,
         tls_sans=tuple(args.tls_san),
+        cert_ttl_s=parse_duration(args.cert_ttl).total_seconds(),
+        key_type=args.key_type,
         log_format=args.log_format,
         log_level=args.log_level,
     )

@@ -134,7 +134,10 @@ def run(example: str, gateway_port: int, workdir: Path) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        sup.start("meshplane", [meshplane, "serve", "--config-dir", example])
+        sup.start(
+            "meshplane",
+            [meshplane, "serve", "--config-dir", example, "--state-dir", str(workdir / "state")],
+        )
         wait_until(
             "the control plane to be ready", lambda: http_get(f"{debug}/ready")[0] == 200, sup
         )

@@ -12,6 +12,9 @@ from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.api.security.authorization_policy import AuthorizationPolicySpec
+from meshplane.api.security.peer_authentication import PeerAuthenticationSpec
+from meshplane.api.security.request_authentication import RequestAuthenticationSpec
 from meshplane.model.services import Endpoint, Service
 
 
@@ -42,6 +45,9 @@ class MeshModel:
     virtual_services: tuple[Object[VirtualServiceSpec], ...] = ()
     gateways: tuple[Object[GatewaySpec], ...] = ()
     sidecars: tuple[Object[SidecarSpec], ...] = ()
+    peer_authentications: tuple[Object[PeerAuthenticationSpec], ...] = ()  # oldest first
+    authorization_policies: tuple[Object[AuthorizationPolicySpec], ...] = ()  # oldest first
+    request_authentications: tuple[Object[RequestAuthenticationSpec], ...] = ()  # oldest first
     mesh_config: MeshConfig = field(default_factory=MeshConfig)
     # Warnings about accepted config (conflicts, dangling references).
     warnings: tuple[ValidationError, ...] = ()

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROXY_TYPES = ("sidecar", "router")
+# Node metadata the xDS server itself sets (over whatever the proxy sent): true when the
+# stream is authenticated on the TLS port, so the proxy is served its SDS certificates.
+WORKLOAD_CERTS_METADATA = "MESHPLANE_WORKLOAD_CERTS"
 
 
 class BadNode(ValueError):
@@ -31,6 +34,7 @@ class Proxy:
     instance_ips: tuple[str, ...] = ()
     workload_name: str = ""
     interception_mode: str = "REDIRECT"
+    workload_certs: bool = False  # served SDS `default`/`ROOTCA` (see WORKLOAD_CERTS_METADATA)
 
     @property
     def short_name(self) -> str:
@@ -69,4 +73,5 @@ class Proxy:
             instance_ips=tuple(i.strip() for i in ips if i.strip()),
             workload_name=str(md.get("WORKLOAD_NAME") or name),
             interception_mode=mode,
+            workload_certs=md.get(WORKLOAD_CERTS_METADATA) is True,
         )

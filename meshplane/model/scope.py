@@ -11,6 +11,8 @@ from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.api.security.authorization_policy import AuthorizationPolicySpec
+from meshplane.api.security.request_authentication import RequestAuthenticationSpec
 from meshplane.model.mesh import MeshConfig
 from meshplane.model.services import Endpoint, Service
 
@@ -24,6 +26,18 @@ class InboundPort:
     protocol: str
     service_port: int
     hostnames: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboundMtls:
+    """The PeerAuthentication outcome for one workload: `mode` (DISABLE, PERMISSIVE or
+    STRICT, never UNSET) for its ports, with `ports` overriding it per workload port."""
+
+    mode: str = "PERMISSIVE"
+    ports: tuple[tuple[int, str], ...] = ()  # (workload port, mode), sorted
+
+    def mode_for(self, port: int) -> str:
+        return dict(self.ports).get(port, self.mode)
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +66,17 @@ class ProxyView:
     # The VirtualService `sourceLabels` selectors (as `label_key`s) that this proxy's labels
     # match: Istio applies such matches in the control plane. Part of `key`.
     source_labels: frozenset[tuple[tuple[str, str], ...]] = frozenset()
+    # Security (issue 4). `workload_certs`: the proxy is served its workload certificate and
+    # trust bundle (SDS `default`/`ROOTCA`), so mTLS can be configured; without them any
+    # SDS reference would keep its listeners and clusters warming forever. All in `key`.
+    workload_certs: bool = False
+    inbound_mtls: InboundMtls = field(default_factory=InboundMtls)
+    # hostname -> SPIFFE IDs of the service accounts behind it (SAN checks for mTLS).
+    service_identities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # AuthorizationPolicies and RequestAuthentications that apply to this proxy, oldest
+    # first (model/security_policies.py). In `key`.
+    authorization_policies: tuple[Object[AuthorizationPolicySpec], ...] = ()
+    request_authentications: tuple[Object[RequestAuthenticationSpec], ...] = ()
 
 
 LabelKey = tuple[tuple[str, str], ...]

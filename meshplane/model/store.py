@@ -23,7 +23,15 @@ from meshplane.sources.events import Event, Op, SourceCleared, SourceError
 
 log = logging.getLogger("meshplane.config")
 
-CONFIG_KINDS = ("DestinationRule", "VirtualService", "Gateway", "Sidecar")
+CONFIG_KINDS = (
+    "DestinationRule",
+    "VirtualService",
+    "Gateway",
+    "Sidecar",
+    "PeerAuthentication",
+    "AuthorizationPolicy",
+    "RequestAuthentication",
+)
 Item = Event | SourceError | SourceCleared
 
 
@@ -216,6 +224,9 @@ class ConfigStore:
             virtual_services=self._configs("VirtualService"),
             gateways=self._configs("Gateway"),
             sidecars=self._configs("Sidecar"),
+            peer_authentications=self._configs("PeerAuthentication"),
+            authorization_policies=self._configs("AuthorizationPolicy"),
+            request_authentications=self._configs("RequestAuthentication"),
             mesh_config=self.mesh_config,
         )
         claims = {

@@ -26,8 +26,10 @@ from meshplane.model.analysis import exported_to, gateway_refs
 from meshplane.model.delegates import delegate_lookup, resolve
 from meshplane.model.hosts import host_matches, specificity
 from meshplane.model.mesh import MeshModel
+from meshplane.model.peer_authentication import inbound_mtls
 from meshplane.model.proxy import Proxy
-from meshplane.model.scope import InboundPort, LabelKey, ProxyView, label_key
+from meshplane.model.scope import InboundMtls, InboundPort, LabelKey, ProxyView, label_key
+from meshplane.model.security_policies import SecuredViews, secured_view
 from meshplane.model.services import Endpoint, Service
 from meshplane.model.workloads import selects
 
@@ -74,8 +76,11 @@ class _MeshIndex:
             self.drs[dr.namespace].append(dr)
         self._by_address: dict[str, list[Endpoint]] | None = None
         self._scopes: dict[ScopeId, _Scope] = {}
-        self._views: dict[tuple[ScopeId, tuple[InboundPort, ...], frozenset[LabelKey]], ProxyView]
-        self._views = {}
+        self._views: dict[
+            tuple[ScopeId, tuple[InboundPort, ...], frozenset[LabelKey], InboundMtls], ProxyView
+        ] = {}
+        self._identities: dict[str, tuple[str, ...]] = {}
+        self._secured: SecuredViews = {}
         self._rule_tables: dict[tuple[str, str, tuple[Any, ...]], _RuleTable] = {}
         self._delegates = delegate_lookup(mesh.virtual_services)
         self._resolved: dict[int, tuple[VS, tuple[VS, ...]]] = {}
@@ -105,6 +110,7 @@ class _MeshIndex:
             sidecar.key if sidecar else None,
             tuple(dr.key for dr in selected_drs),
             tuple(gw.key for gw in gateways),
+            proxy.workload_certs,
         )
         scope = self._scopes.get(scope_id)
         if scope is None:
@@ -112,11 +118,32 @@ class _MeshIndex:
             self._scopes[scope_id] = scope
         inbound = () if router else self._inbound_for(proxy)
         matched = frozenset(s for s in scope.selectors if selects(dict(s), proxy.labels))
-        view = self._views.get((scope_id, inbound, matched))
+        mtls = InboundMtls()
+        if not router:
+            mesh = self.mesh
+            mtls = inbound_mtls(mesh.peer_authentications, proxy.namespace, proxy.labels, self.root)
+        view = self._views.get((scope_id, inbound, matched, mtls))
         if view is None:
-            view = scope.view(inbound, matched)
-            self._views[(scope_id, inbound, matched)] = view
-        return view
+            view = scope.view(inbound, matched, mtls)
+            self._views[(scope_id, inbound, matched, mtls)] = view
+        return secured_view(view, self.mesh, proxy, self._secured)
+
+    def identities(self, hostname: str) -> tuple[str, ...]:
+        """SPIFFE IDs of the service accounts of `hostname`'s endpoints (once per model)."""
+        found = self._identities.get(hostname)
+        if found is None:
+            td = self.mesh.mesh_config.trust_domain
+            found = tuple(
+                sorted(
+                    {
+                        f"spiffe://{td}/ns/{ep.namespace}/sa/{ep.service_account}"
+                        for ep in self.mesh.endpoints.get(hostname, ())
+                        if ep.service_account and ep.namespace
+                    }
+                )
+            )
+            self._identities[hostname] = found
+        return found
 
     def _sidecar_for(self, proxy: Proxy) -> Object[SidecarSpec] | None:
         """Istio's choice: a selector Sidecar in the proxy's namespace matching its labels,
@@ -299,6 +326,14 @@ class _Scope:
         self.virtual_services, delegates = self._bind_virtual_services(index, ns, egress, gateways)
         self.selectors = _source_label_selectors(self.virtual_services)
         self.endpoints = {s.hostname: mesh.endpoints.get(s.hostname, ()) for s in self.services}
+        self.workload_certs = proxy.workload_certs
+        # Only proxies doing mTLS check peers' SANs; for the others endpoint churn must not
+        # change the key.
+        self.identities = (
+            {s.hostname: ids for s in self.services if (ids := index.identities(s.hostname))}
+            if self.workload_certs
+            else {}
+        )
         self.key = _digest(
             (
                 self.proxy_type,
@@ -311,6 +346,8 @@ class _Scope:
                 [(str(g.key), g.revision) for g in gateways],
                 (str(sidecar.key), sidecar.revision) if sidecar else None,
                 repr(self.mesh_config),
+                self.workload_certs,
+                sorted(self.identities.items()),
             )
         )
 
@@ -347,10 +384,14 @@ class _Scope:
         bound = tuple(roots) if self.proxy_type == "router" else _oldest_wins(roots)
         return bound, delegates
 
-    def view(self, inbound: tuple[InboundPort, ...], matched: frozenset[LabelKey]) -> ProxyView:
+    def view(
+        self, inbound: tuple[InboundPort, ...], matched: frozenset[LabelKey], mtls: InboundMtls
+    ) -> ProxyView:
         key = self.key if not inbound else _digest((self.key, inbound))
         if matched:
             key = _digest((key, sorted(matched)))
+        if mtls != InboundMtls():
+            key = _digest((key, mtls))
         return ProxyView(
             key=key,
             proxy_type=self.proxy_type,
@@ -365,6 +406,9 @@ class _Scope:
             mesh=self.mesh_config,
             endpoints=self.endpoints,
             source_labels=matched,
+            workload_certs=self.workload_certs,
+            inbound_mtls=mtls,
+            service_identities=self.identities,
         )
 
 

@@ -14,6 +14,10 @@ from meshplane.model.services import Endpoint, Service, ServicePort
 
 # Istio's pod label for locality ("region.zone.subzone").
 LOCALITY_LABEL = "istio-locality"
+# Istio's endpoint label for "this workload runs a sidecar, speak Istio mTLS to it"; the
+# injector's status annotation implies it (auto mTLS reads it off the endpoint).
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+SIDECAR_STATUS_ANNOTATION = "sidecar.istio.io/status"
 
 
 def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -26,8 +30,20 @@ def sort_endpoints(endpoints: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
 
 
 def workload_entry_labels(we: Object[WorkloadEntrySpec]) -> dict[str, str]:
-    """Labels a WorkloadEntry is selected by: metadata labels overridden by spec labels."""
-    return {**we.meta.labels, **we.spec.labels}
+    """Labels a WorkloadEntry is selected by: metadata labels overridden by spec labels
+    (plus the tlsMode label when annotated as running a sidecar)."""
+    labels = {**we.meta.labels, **we.spec.labels}
+    if SIDECAR_STATUS_ANNOTATION in we.meta.annotations:
+        labels.setdefault(TLS_MODE_LABEL, "istio")
+    return labels
+
+
+def pod_labels(pod: Object[PodSpec]) -> dict[str, str]:
+    """A pod's labels, plus ``security.istio.io/tlsMode: istio`` when it was injected."""
+    labels = dict(pod.meta.labels)
+    if SIDECAR_STATUS_ANNOTATION in pod.meta.annotations:
+        labels.setdefault(TLS_MODE_LABEL, "istio")
+    return labels
 
 
 def _pod_locality(pod: Object[PodSpec]) -> str:
@@ -62,7 +78,7 @@ def from_slices(
                         service_port=svc_port.number,
                         address=ep.addresses[0],  # Kubernetes: consumers use the first
                         port=sp.port,
-                        labels=dict(pod.meta.labels) if pod else {},
+                        labels=pod_labels(pod) if pod else {},
                         namespace=es.namespace,
                         service_account=pod.spec.service_account if pod else "",
                         locality=_pod_locality(pod) if pod else "",
@@ -108,7 +124,7 @@ def from_pods(
                     service_port=port.port,
                     address=spec.ip,
                     port=target,
-                    labels=dict(pod.meta.labels),
+                    labels=pod_labels(pod),
                     namespace=pod.namespace,
                     service_account=spec.service_account,
                     locality=_pod_locality(pod),

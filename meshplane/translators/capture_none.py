@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.endpoint.v3.endpoint_components_pb2 import Endpoint as EnvoyEndpoint
@@ -31,6 +32,7 @@ from meshplane.model.services import Service
 from meshplane.translators.hosts import egress_allows
 from meshplane.translators.inbound import inbound_filter_chain
 from meshplane.translators.listeners import listener
+from meshplane.translators.mtls import add_tls_inspector, inbound_mtls_chains
 from meshplane.translators.names import (
     WILDCARD_ADDRESS,
     inbound_cluster_name,
@@ -124,8 +126,11 @@ def _add_ingress(parts: NoneModeParts, view: ProxyView, entry: IstioIngressListe
     if name in parts.names:
         return
     parts.names.add(name)
-    chain = inbound_filter_chain(port, entry.port.protocol, match_port=False)
-    parts.listeners.append(listener(name, bind, port, [chain], direction="inbound"))
+    build = partial(inbound_filter_chain, port, entry.port.protocol, match_port=False, view=view)
+    chains = inbound_mtls_chains(view, port, entry.port.protocol, build)
+    ingress = listener(name, bind, port, chains, direction="inbound")
+    add_tls_inspector(ingress)
+    parts.listeners.append(ingress)
     target = entry.default_endpoint or f"127.0.0.1:{port}"
     parts.clusters.append(static_cluster(inbound_cluster_name(port), target, view.mesh))
 

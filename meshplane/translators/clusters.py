@@ -25,6 +25,7 @@ from meshplane.model.services import Endpoint
 from meshplane.translators import cluster_policy as policy
 from meshplane.translators.endpoints import cluster_load_assignment, plan_endpoints
 from meshplane.translators.memo import TranslationMemo
+from meshplane.translators.mtls import apply_client_mtls
 from meshplane.translators.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_BIND,
@@ -96,6 +97,7 @@ def _apply_policy(cluster: Cluster, plan: ClusterPlan) -> None:
     socket = upstream_transport_socket(plan.policy.tls, plan.service.hostname)
     if socket is not None:
         cluster.transport_socket.CopyFrom(socket)
+    apply_client_mtls(cluster, plan.mtls, sni=plan.sni, protocol=plan.port.protocol, sans=plan.sans)
 
 
 def outbound_cluster(

@@ -23,6 +23,7 @@ from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Endpoint
 from meshplane.translators.memo import TranslationMemo
+from meshplane.translators.mtls import TLS_MODE_LABEL, TRANSPORT_SOCKET_MATCH
 from meshplane.translators.plans import EDS, ClusterPlan, outbound_cluster_plans
 from meshplane.translators.protos import socket_address, u32
 
@@ -51,12 +52,16 @@ def locality(name: str) -> Locality:
 
 
 def lb_endpoint(endpoint: Endpoint) -> LbEndpoint:
-    return LbEndpoint(
+    result = LbEndpoint(
         endpoint=EnvoyEndpoint(address=socket_address(endpoint.address, endpoint.port)),
         health_status=HEALTHY,
         # Envoy rejects weight 0; ServiceEntry uses 0 for "unset".
         load_balancing_weight=u32(max(endpoint.weight, 1)),
     )
+    # Endpoints running a sidecar: auto mTLS clusters pick their Istio mTLS socket by this.
+    if endpoint.labels.get(TLS_MODE_LABEL) == "istio":
+        result.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].update({"tlsMode": "istio"})
+    return result
 
 
 def locality_lb_endpoints(endpoints: Sequence[Endpoint]) -> list[LocalityLbEndpoints]:

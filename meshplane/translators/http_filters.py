@@ -29,9 +29,12 @@ _ROUTED = ("outbound", "gateway")
 
 @dataclass(frozen=True)
 class FilterContext:
-    """Where an HTTP connection manager sits: `direction` is inbound, outbound or gateway."""
+    """Where an HTTP connection manager sits: `direction` is inbound, outbound or gateway;
+    `security` are the proxy's own jwt_authn and RBAC filters (filters/jwt_authn.py,
+    filters/rbac.py), already built, placed right after CORS."""
 
     direction: str
+    security: tuple[HttpFilter, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,4 +73,6 @@ def http_filters(context: FilterContext) -> list[HttpFilter]:
         config = spec.config(context)
         if config is not None:
             result.append(HttpFilter(name=spec.name, typed_config=any_of(config)))
+        if spec.name == cors.NAME:
+            result.extend(context.security)
     return result

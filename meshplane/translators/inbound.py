@@ -14,12 +14,17 @@ the outbound ``0.0.0.0_9080`` listener. Its filter chains match the destination 
 
 from __future__ import annotations
 
+from functools import partial
+
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_components_pb2 import FilterChain, ListenerFilter
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_components_pb2 import Route, RouteAction, VirtualHost
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import OriginalDst
+from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
+    HttpFilter,
+)
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.model.mesh import MeshConfig
@@ -29,6 +34,8 @@ from meshplane.translators.clusters import (
     inbound_passthrough_cluster,
     original_dst_cluster,
 )
+from meshplane.translators.filters.jwt_authn import jwt_authn_filter
+from meshplane.translators.filters.rbac import http_rbac_filters, network_rbac_filters
 from meshplane.translators.listeners import (
     filter_chain,
     hcm_filter,
@@ -36,6 +43,7 @@ from meshplane.translators.listeners import (
     listener,
     tcp_proxy_filter,
 )
+from meshplane.translators.mtls import add_tls_inspector, inbound_mtls_chains
 from meshplane.translators.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_BIND,
@@ -62,18 +70,32 @@ def inbound_route_configuration(port: int) -> RouteConfiguration:
     )
 
 
-def inbound_filter_chain(port: int, protocol: str, match_port: bool = True) -> FilterChain:
-    """HTTP: an HCM with inline routes; anything else: a TCP proxy; to ``inbound|PORT||``."""
+def inbound_filter_chain(
+    port: int, protocol: str, match_port: bool = True, *, view: ProxyView | None = None
+) -> FilterChain:
+    """HTTP: an HCM with inline routes; anything else: a TCP proxy; to ``inbound|PORT||``.
+    With `view`, its RequestAuthentication and AuthorizationPolicy filters go in front."""
     name = listener_name(WILDCARD_ADDRESS, port)
     cluster = inbound_cluster_name(port)
     if is_http(protocol):
         hcm = http_connection_manager(
-            f"inbound_{name}", "inbound", route_config=inbound_route_configuration(port)
+            f"inbound_{name}",
+            "inbound",
+            route_config=inbound_route_configuration(port),
+            security_filters=inbound_http_security_filters(view) if view else (),
         )
-        network_filter = hcm_filter(hcm)
+        network_filters = [hcm_filter(hcm)]
     else:
-        network_filter = tcp_proxy_filter(cluster, cluster)
-    return filter_chain([network_filter], name=name, destination_port=port if match_port else None)
+        rbac = network_rbac_filters(view, port) if view else []
+        network_filters = [*rbac, tcp_proxy_filter(cluster, cluster)]
+    destination_port = port if match_port else None
+    return filter_chain(network_filters, name=name, destination_port=destination_port)
+
+
+def inbound_http_security_filters(view: ProxyView) -> list[HttpFilter]:
+    """jwt_authn, then the AUDIT, DENY and ALLOW RBAC filters (Istio's order)."""
+    jwt = jwt_authn_filter(view)
+    return [*([jwt] if jwt is not None else []), *http_rbac_filters(view)]
 
 
 def unique_inbound_ports(view: ProxyView) -> list[InboundPort]:
@@ -92,7 +114,9 @@ def virtual_inbound_listener(view: ProxyView) -> Listener:
             destination_port=VIRTUAL_INBOUND_PORT,
         )
     ]
-    chains += [inbound_filter_chain(p.port, p.protocol) for p in unique_inbound_ports(view)]
+    for p in unique_inbound_ports(view):
+        build = partial(inbound_filter_chain, p.port, p.protocol, view=view)
+        chains += inbound_mtls_chains(view, p.port, p.protocol, build)
     result = listener(
         VIRTUAL_INBOUND, WILDCARD_ADDRESS, VIRTUAL_INBOUND_PORT, chains, direction="inbound"
     )
@@ -101,6 +125,7 @@ def virtual_inbound_listener(view: ProxyView) -> Listener:
             name="envoy.filters.listener.original_dst", typed_config=any_of(OriginalDst())
         )
     )
+    add_tls_inspector(result)
     # Ports no service declares still reach the app, as in Istio (PERMISSIVE passthrough).
     result.default_filter_chain.CopyFrom(
         filter_chain(

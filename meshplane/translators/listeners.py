@@ -18,6 +18,7 @@ from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2 import TlsInspector
 from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
     HttpConnectionManager,
+    HttpFilter,
     Rds,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
@@ -40,16 +41,18 @@ def http_connection_manager(
     *,
     rds_name: str = "",
     route_config: RouteConfiguration | None = None,
+    security_filters: Sequence[HttpFilter] = (),
 ) -> HttpConnectionManager:
     """An HCM routing by `rds_name` (over ADS) or by an inline `route_config`.
 
     `direction` is "inbound", "outbound" or "gateway"; gateways trust the peer address as
     the client's (`use_remote_address`), sidecars keep the X-Forwarded-For they receive.
+    `security_filters` (jwt_authn, RBAC) run after CORS and before fault and the router.
     """
     hcm = HttpConnectionManager(
         codec_type=HttpConnectionManager.AUTO,
         stat_prefix=stat_prefix,
-        http_filters=http_filters(FilterContext(direction)),
+        http_filters=http_filters(FilterContext(direction, tuple(security_filters))),
         access_log=[stdout_access_log(http=True)],
         use_remote_address=BoolValue(value=direction == "gateway"),
         # Normalise paths before routing so "/a/../b" cannot slip past a prefix match;

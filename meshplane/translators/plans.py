@@ -3,12 +3,14 @@ builder and the EDS path, so both always agree on names, subsets and discovery t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from meshplane.api.networking.destination_rule import DestinationRuleSpec, Subset
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Service, ServicePort
+from meshplane.translators.mtls import MTLS_NONE, client_mtls, istio_sni
 from meshplane.translators.names import config_path, outbound_cluster_name
 from meshplane.translators.policies import ClusterPolicy, cluster_policy
 
@@ -42,6 +44,10 @@ class ClusterPlan:
     subset_labels: Mapping[str, str] = field(default_factory=dict)
     # The DestinationRule that shaped it, as Istio's config path (istioctl's DESTINATION RULE).
     config: str = ""
+    # Mesh mTLS to the endpoints (mtls.py: "", "auto" or "istio"), the SNI and peer SANs.
+    mtls: str = MTLS_NONE
+    sni: str = ""
+    sans: tuple[str, ...] = ()
 
 
 def routable(port: ServicePort) -> bool:
@@ -102,4 +108,15 @@ def outbound_cluster_plans(view: ProxyView) -> list[ClusterPlan]:
             continue
         config = config_path(rule.namespace, "destination-rule", rule.name)
         plans.extend(service_cluster_plans(service, rule.spec, config))
-    return sorted(plans, key=lambda p: p.name)
+    return sorted((_with_mtls(view, p) for p in plans), key=lambda p: p.name)
+
+
+def _with_mtls(view: ProxyView, plan: ClusterPlan) -> ClusterPlan:
+    tls = plan.policy.tls
+    mode = client_mtls(view, plan.service, tls, plan.discovery == ORIGINAL_DST)
+    if mode == MTLS_NONE:
+        return plan
+    host = plan.service.hostname
+    sni = (tls.sni if tls else None) or istio_sni(plan.port.number, plan.subset, host)
+    sans = (tls.subject_alt_names if tls else ()) or tuple(view.service_identities.get(host, ()))
+    return dataclasses.replace(plan, mtls=mode, sni=sni, sans=sans)

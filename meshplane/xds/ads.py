@@ -26,7 +26,7 @@ from envoy.config.core.v3.base_pb2 import Node
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 from google.protobuf import json_format  # type: ignore[import-untyped]
 
-from meshplane.model.proxy import BadNode, Proxy
+from meshplane.model.proxy import WORKLOAD_CERTS_METADATA, BadNode, Proxy
 from meshplane.xds import ttl, type_urls
 from meshplane.xds.cache import Connection, SnapshotCache, next_connection_id
 from meshplane.xds.delta import DeltaSession
@@ -46,8 +46,10 @@ log = logging.getLogger("meshplane.xds")
 
 Resolver = Callable[[Node], Awaitable[str]]
 """Maps a stream's node to its scope key; raises ValueError to refuse the proxy."""
-Authorizer = Callable[[Node, Mapping[str, str]], Awaitable[None]]
-"""Checks a stream's node against its gRPC metadata; raises PermissionError to refuse."""
+Authorizer = Callable[[Node, Mapping[str, str]], Awaitable[object]]
+"""Checks a stream's node against its gRPC metadata and returns the stream's verified
+identity (opaque here; handed to the SecretSource); raises PermissionError (or
+StreamRefused, to pick the status) to refuse."""
 
 _HEARTBEAT_RETRY_S = 0.05
 _ROUTING = frozenset({type_urls.LISTENER, type_urls.ROUTE})
@@ -83,6 +85,20 @@ class Session(Protocol):
     ) -> None: ...
 
 
+class SecretSource(Protocol):
+    """Per-identity secrets (xds/secret_store.py): a stream's SDS answers come from here,
+    never from the scope snapshot, which proxies of different identities share."""
+
+    async def attach(self, identity: Any, wake: asyncio.Event) -> None:
+        """Make `identity`'s secrets ready; set `wake` whenever they change."""
+
+    def detach(self, identity: Any, wake: asyncio.Event) -> None:
+        """The stream that passed `wake` ended."""
+
+    def resources(self, identity: Any) -> TypeResources:
+        """The secrets `identity` may hold (and nothing else)."""
+
+
 class StreamRefused(Exception):
     """The stream must end with this gRPC status."""
 
@@ -116,6 +132,7 @@ class AdsServicer:
         control_plane_id: str = "meshplane",
         authorize: Authorizer | None = None,
         sotw_ttl: bool = False,
+        secrets: SecretSource | None = None,
     ) -> None:
         self.cache = cache
         self.resolver = resolver
@@ -129,6 +146,8 @@ class AdsServicer:
         (SIGSEGV) when a SotW resource's TTL expires, and its SotW client drops heartbeats
         before refreshing TTLs, so a SotW Envoy would crash one TTL after its first
         response. Delta clients get TTLs whenever they advertise them (ttl.py)."""
+        self.secrets = secrets
+        """With serve_secrets: SDS answers per verified identity, not from the snapshot."""
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         """Handlers for ADS and the five per-type services, to add to a grpc.aio server."""
@@ -178,6 +197,8 @@ class XdsStream:
         self.closed = False
         self.secrets_withheld_logged = False
         self.handover = Handover()
+        self.identity: object = None
+        """What the authorizer verified this stream speaks for (None: not authorized)."""
 
     async def run(self, requests: AsyncIterator[Any]) -> None:
         """Serve the stream until the client goes away or breaks the protocol."""
@@ -188,6 +209,7 @@ class XdsStream:
                 return
             self._check_type(first)
             conn = await self._open(first.node)
+            await self._attach_secrets(conn)
         except StreamRefused as refused:
             await self.context.abort(refused.code, str(refused))
             return
@@ -211,6 +233,8 @@ class XdsStream:
             self.closed = True
         finally:
             reader.cancel()
+            if srv.secrets is not None and self.identity is not None:
+                srv.secrets.detach(self.identity, conn.wake)
             srv.cache.unregister(conn.id)
             srv.sync_status.untrack(conn.id)
             srv.metrics.connected.dec()
@@ -222,9 +246,15 @@ class XdsStream:
         srv = self.servicer
         if srv.authorize is not None:
             try:
-                await srv.authorize(node, dict(self.context.invocation_metadata() or ()))
+                self.identity = await srv.authorize(
+                    node, dict(self.context.invocation_metadata() or ())
+                )
             except PermissionError as err:
                 raise StreamRefused(grpc.StatusCode.UNAUTHENTICATED, str(err)) from err
+        # Whether the proxy gets its certificates is the server's word, never the proxy's:
+        # translators configure mTLS (SDS references) only for proxies served secrets.
+        certs = srv.serve_secrets and self.identity is not None
+        node.metadata.fields[WORKLOAD_CERTS_METADATA].bool_value = certs
         try:
             key = await srv.resolver(node)
         except ValueError as err:
@@ -240,6 +270,22 @@ class XdsStream:
         )
         self.conn = conn
         return conn
+
+    async def _attach_secrets(self, conn: Connection) -> None:
+        srv = self.servicer
+        if srv.secrets is None or not srv.serve_secrets or self.identity is None:
+            return
+        try:
+            await srv.secrets.attach(self.identity, conn.wake)
+        except Exception as err:
+            log.exception("cannot make secrets for %s", conn.id)
+            raise StreamRefused(grpc.StatusCode.UNAVAILABLE, "secrets unavailable") from err
+
+    def _own_secrets(self) -> TypeResources:
+        secrets = self.servicer.secrets
+        if secrets is None or self.identity is None:
+            return TypeResources(type_urls.SECRET, {})
+        return secrets.resources(self.identity)
 
     def _check_type(self, req: Any) -> None:
         # Rule 2: ADS needs a type URL on every request; a per-type service implies one.
@@ -312,6 +358,8 @@ class XdsStream:
         srv = self.servicer
         states = self.session.states
         plan = self.handover.plan(states, snapshot)
+        if srv.secrets is not None:
+            plan[type_urls.SECRET] = self._own_secrets()
         sent = False
         for type_url in type_urls.PUSH_ORDER:
             if type_url == type_urls.SECRET and not srv.serve_secrets:

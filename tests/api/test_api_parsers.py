@@ -225,13 +225,21 @@ def test_warnings(spec: dict[str, Any], field: str, fragment: str) -> None:
     assert fragment in warnings[0].reason
 
 
-def test_security_kinds_accepted_with_warning() -> None:
+def test_peer_authentication_is_parsed() -> None:
     m = manifest(
         "PeerAuthentication", {"mtls": {"mode": "STRICT"}}, api="security.istio.io/v1beta1"
     )
     obj, warnings = parse(m, ORIGIN, 1)
-    assert obj.spec["mtls"] == {"mode": "STRICT"}
-    assert len(warnings) == 1 and "not enforced yet by meshplane" in warnings[0].reason
+    assert obj.spec.mode == "STRICT" and obj.spec.selector is None
+    assert warnings == []
+
+
+def test_security_kinds_not_enforced_yet_are_accepted_with_warning() -> None:
+    from meshplane.api.registry import NOT_IN_MODEL
+
+    for kind in sorted(NOT_IN_MODEL):
+        _, warnings = parse(manifest(kind, {}, api="security.istio.io/v1"), ORIGIN, 1)
+        assert len(warnings) == 1 and "not enforced yet by meshplane" in warnings[0].reason
 
 
 def test_unsupported_kinds() -> None:

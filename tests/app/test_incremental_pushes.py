@@ -173,6 +173,7 @@ async def mesh(tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, Path]]:
     options = ServeOptions(
         config_dirs=(str(tmp_path),),
         xds_address="127.0.0.1:0",
+        xds_tls_address="",  # no TLS port: no CA written anywhere
         http_address="127.0.0.1:0",
         debounce_ms=20,
         debounce_max_ms=1000,

@@ -97,8 +97,11 @@ class Proc:
 
 
 class ControlPlane(Proc):
-    def __init__(self, config_dir: Path, logdir: Path) -> None:
+    def __init__(self, config_dir: Path, logdir: Path, *extra: str) -> None:
         self.xds_port, self.http_port = free_port(), free_port()
+        # The TLS port and the CA state (root-cert.pem, token key) of this control plane.
+        self.xds_tls_port = free_port()
+        self.state_dir = logdir / "state"
         super().__init__(
             "meshplane",
             [
@@ -112,6 +115,11 @@ class ControlPlane(Proc):
                 f"127.0.0.1:{self.http_port}",
                 "--debounce-ms",
                 "50",
+                "--xds-tls-address",
+                f"127.0.0.1:{self.xds_tls_port}",
+                "--state-dir",
+                str(self.state_dir),
+                *extra,
             ],
             logdir,
         )
@@ -124,6 +132,20 @@ class ControlPlane(Proc):
         status, body = self.get(path)
         assert status == 200, (path, status, body)
         return json.loads(body)
+
+    def token(self, namespace: str, service_account: str, ttl: str = "1h") -> str:
+        """A join token for the TLS port (`meshplane token`)."""
+        done = subprocess.run(
+            [
+                *(str(BIN / "meshplane"), "token", "--namespace", namespace),
+                *("--service-account", service_account, "--state-dir", str(self.state_dir)),
+                *("--ttl", ttl),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip()
 
 
 class Envoy(Proc):
@@ -139,7 +161,12 @@ class Envoy(Proc):
         namespace: str,
         labels: str,
         delta: bool = False,
+        service_account: str = "",
+        tls: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> None:
+        """`tls`: connect to the TLS port with a token for namespace/service_account (so
+        SDS serves `default`/`ROOTCA`); `extra`: more `meshplane bootstrap` flags."""
         self.admin_port = free_port()
         boot = logdir / f"{workload}.json"
         cmd = [
@@ -168,6 +195,13 @@ class Envoy(Proc):
         ]
         if delta:
             cmd.append("--delta")
+        if service_account:
+            cmd += ["--service-account", service_account]
+        if tls:
+            token = cp.token(namespace, service_account or "default")
+            cmd += ["--xds-address", f"127.0.0.1:{cp.xds_tls_port}", "--token", token]
+            cmd += ["--ca-cert", str(cp.state_dir / "root-cert.pem")]
+        cmd += extra
         subprocess.run(cmd, check=True)
         env_bin = str(BIN / "envoy")
         super().__init__(

@@ -53,6 +53,40 @@ def _inline_endpoints(cluster: dict[str, Any], endpoints: dict[str, dict[str, An
     cluster["load_assignment"] = endpoints.get(name, {"cluster_name": name})
 
 
+CERTS_DIR = Path(__file__).parent.parent / "fixtures" / "certs"
+MESH_SECRETS = ("default", "ROOTCA")
+
+
+def _static_mesh_secrets(node: Any) -> None:
+    """SDS references to `default`/`ROOTCA` over ADS become references to static secrets
+    (there is no ADS server in validate mode): an SdsSecretConfig without `sds_config`."""
+    if isinstance(node, dict):
+        if node.get("name") in MESH_SECRETS and "sds_config" in node:
+            del node["sds_config"]
+        for value in node.values():
+            _static_mesh_secrets(value)
+    elif isinstance(node, list):
+        for item in node:
+            _static_mesh_secrets(item)
+
+
+def mesh_secrets() -> list[dict[str, Any]]:
+    """`default` and `ROOTCA` from the fixed test certificates (tests/fixtures/certs)."""
+    return [
+        {
+            "name": "default",
+            "tls_certificate": {
+                "certificate_chain": {"filename": str(CERTS_DIR / "cert-chain.pem")},
+                "private_key": {"filename": str(CERTS_DIR / "key.pem")},
+            },
+        },
+        {
+            "name": "ROOTCA",
+            "validation_context": {"trusted_ca": {"filename": str(CERTS_DIR / "root-cert.pem")}},
+        },
+    ]
+
+
 def bootstrap_for(golden: dict[str, Any], node_id: str) -> dict[str, Any]:
     """A bootstrap whose static resources are `golden`'s, with RDS and EDS inlined."""
     doc = copy.deepcopy(golden)
@@ -62,12 +96,16 @@ def bootstrap_for(golden: dict[str, Any], node_id: str) -> dict[str, Any]:
         _inline_routes(listener, routes)
     for cluster in doc.get("clusters", []):
         _inline_endpoints(cluster, endpoints)
+    _static_mesh_secrets(doc)
+    secrets = doc.get("secrets", [])
+    have = {s.get("name") for s in secrets}
+    secrets += [s for s in mesh_secrets() if s["name"] not in have]
     return {
         "node": {"id": node_id, "cluster": "meshplane-golden"},
         "static_resources": {
             "listeners": doc.get("listeners", []),
             "clusters": doc.get("clusters", []),
-            "secrets": doc.get("secrets", []),
+            "secrets": secrets,
         },
     }
 

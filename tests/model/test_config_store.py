@@ -109,9 +109,9 @@ def test_unsupported_and_security_kinds() -> None:
     pa = obj(
         "PeerAuthentication", "p", api="security.istio.io/v1", spec={"mtls": {"mode": "STRICT"}}
     )
-    assert store.apply(up(pa)).is_empty
+    assert not store.apply(up(pa)).is_empty  # enforced: part of the model
+    assert [p.spec.mode for p in store.mesh().peer_authentications] == ["STRICT"]
     assert store.errors() == []
     reasons = sorted(w.reason for w in store.warnings())
-    assert len(reasons) == 2
-    assert "not enforced yet by meshplane" in reasons[1] and "not supported yet" in reasons[0]
+    assert len(reasons) == 1 and "not supported yet" in reasons[0]
     assert [o.kind for o in store.objects()] == ["PeerAuthentication"]

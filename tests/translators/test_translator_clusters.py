@@ -153,7 +153,7 @@ def test_grpc_ports_get_http2_upstream() -> None:
             True,
             True,
         ),
-        (ClientTLS(mode="ISTIO_MUTUAL"), False, False),  # needs SDS: the security issue
+        # ISTIO_MUTUAL (SDS certificates) is covered by tests/translators/test_mtls.py.
     ],
 )
 def test_upstream_tls(tls: ClientTLS, expect_socket: bool, expect_client_cert: bool) -> None:

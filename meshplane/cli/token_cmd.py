@@ -1,0 +1,42 @@
+"""`meshplane token`: print a join token for one proxy identity (namespace + service account).
+
+The token is signed with the key in the state dir that `meshplane serve` checks tokens with
+(made there if absent, mode 0600), so run it against the same `--state-dir`. Only the token
+goes to stdout, so `TOKEN=$(meshplane token ...)` works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from meshplane.ca.tokens import TokenSigner, parse_duration
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser("token", help="print a join token for a proxy identity")
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--service-account", required=True)
+    p.add_argument(
+        "--state-dir", default=".meshplane", metavar="DIR", help="where serve keeps its keys"
+    )
+    p.add_argument("--ttl", default="24h", metavar="DURATION", help="e.g. 24h, 30m, 1h30m")
+    p.set_defaults(run=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ttl = parse_duration(args.ttl)
+    except ValueError as exc:
+        args.parser.error(f"--ttl: {exc}")
+    try:
+        signer = TokenSigner.load_or_create(args.state_dir)
+        token = signer.issue(args.namespace, args.service_account, ttl)
+    except (OSError, ValueError) as exc:
+        print(f"meshplane token: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
