@@ -112,8 +112,14 @@ async def start(options: ServeOptions) -> ControlPlane:
         buckets=(0.001, 0.01, 0.1, 0.5, 1, 3, 5, 10, 20, 30),
     )
     pusher = Pusher(store, cache, on_push=lambda kind, s: push_time.labels(kind).observe(s))
+
+    async def push(change: Change) -> None:
+        await pusher.push(change)
+        if cp.tls is not None:  # credentialName Secrets are served per stream, not snapshot
+            cp.tls.secrets.refresh_credentials()
+
     debouncer: Debouncer[Change] = Debouncer(
-        pusher.push,
+        push,
         Change.merge,
         after=options.debounce_ms / 1000,
         max_wait=options.debounce_max_ms / 1000,
@@ -174,6 +180,7 @@ async def _start_tls(options: ServeOptions, cp: ControlPlane, metrics: XdsMetric
         sync_status=cp.sync_status,
         metrics=metrics,
         registry=cp.registry,
+        mesh=cp.store.mesh,
     )
 
 

@@ -22,6 +22,7 @@ from meshplane.api.parsers.gateway import gateway
 from meshplane.api.parsers.metadata import DEFAULT_NAMESPACE, object_meta
 from meshplane.api.parsers.peer_authentication import peer_authentication
 from meshplane.api.parsers.request_authentication import request_authentication
+from meshplane.api.parsers.secret import secret
 from meshplane.api.parsers.service_entry import service_entry, workload_entry
 from meshplane.api.parsers.sidecar import sidecar
 from meshplane.api.parsers.virtual_service import virtual_service
@@ -80,6 +81,7 @@ KINDS: dict[tuple[str, str, str], Parser] = {
     ("", "v1", "Service"): kubernetes.service,
     ("", "v1", "Pod"): kubernetes.pod,
     ("", "v1", "Namespace"): kubernetes.namespace,
+    ("", "v1", "Secret"): secret,  # TLS credentials for credentialName (never logged)
     ("discovery.k8s.io", "v1", "EndpointSlice"): kubernetes.endpoint_slice,
 }
 CLUSTER_SCOPED = frozenset({"Namespace"})

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshplane.api.core.credential import TlsCredential
 from meshplane.api.errors import ValidationError
 from meshplane.api.meta import Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
@@ -53,3 +54,6 @@ class MeshModel:
     warnings: tuple[ValidationError, ...] = ()
     # Anything a later issue adds (policies) without changing this contract.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # (namespace, name) -> the Secret as a TLS credential. Read by the TLS xDS port only
+    # (SDS `kubernetes://NAME`); views and translators never carry it.
+    credentials: Mapping[tuple[str, str], TlsCredential] = field(default_factory=dict)

@@ -31,6 +31,7 @@ CONFIG_KINDS = (
     "PeerAuthentication",
     "AuthorizationPolicy",
     "RequestAuthentication",
+    "Secret",
 )
 Item = Event | SourceError | SourceCleared
 
@@ -227,6 +228,7 @@ class ConfigStore:
             peer_authentications=self._configs("PeerAuthentication"),
             authorization_policies=self._configs("AuthorizationPolicy"),
             request_authentications=self._configs("RequestAuthentication"),
+            credentials={(o.namespace, o.name): o.spec for o in self._configs("Secret")},
             mesh_config=self.mesh_config,
         )
         claims = {

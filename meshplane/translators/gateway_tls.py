@@ -1,10 +1,12 @@
 """Gateway server TLS: the DownstreamTlsContext of a terminating server (SIMPLE, MUTUAL,
-OPTIONAL_MUTUAL with certificate files), the SNI names its filter chain matches, and
-Istio's name for its route configuration.
+OPTIONAL_MUTUAL), the SNI names its filter chain matches, and Istio's name for its route
+configuration.
 
-Certificates from `credentialName` need SDS (gateway secrets served by meshplane) and
-ISTIO_MUTUAL needs the mesh CA: both belong to the security issue, so such servers are left
-out (the parser warns) rather than sent without their TLS.
+Certificates come from files or from `credentialName`: then, as Istio's gateways do, from
+SDS ``kubernetes://NAME`` (and the client CA of MUTUAL from ``kubernetes://NAME-cacert``),
+which meshplane's TLS port serves only to a router proxy of the Secret's namespace; a new
+Secret is an SDS update, with no listener change. ISTIO_MUTUAL is left out (the parser
+warns) rather than sent without its TLS.
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.api.networking.gateway import Server, ServerTLS
+from meshplane.translators.mtls import sds_secret
 from meshplane.translators.protos import any_of
-from meshplane.translators.upstream_tls import TLS_TRANSPORT_SOCKET
+from meshplane.translators.upstream_tls import (
+    TLS_TRANSPORT_SOCKET,
+    credential_resource,
+    credential_validation,
+)
 
 TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
 PASSTHROUGH = "PASSTHROUGH"
@@ -49,13 +56,12 @@ def https_route_name(port: int, port_name: str, gateway: str) -> str:
 
 
 def terminates(tls: ServerTLS | None) -> bool:
-    """True when meshplane can terminate this server's TLS: a terminating mode with its
-    certificate and key as files (not `credentialName`, which needs SDS)."""
+    """True when meshplane can terminate this server's TLS: a terminating mode with a
+    `credentialName` or its certificate and key as files."""
     return (
         tls is not None
         and tls.mode in TERMINATING_MODES
-        and not tls.credential_name
-        and bool(tls.server_certificate and tls.private_key)
+        and bool(tls.credential_name or (tls.server_certificate and tls.private_key))
     )
 
 
@@ -79,20 +85,27 @@ def _client_validation(tls: ServerTLS) -> CertificateValidationContext:
 
 
 def downstream_tls_context(tls: ServerTLS, *, http: bool) -> DownstreamTlsContext:
-    """The server's certificate (files), client verification for MUTUAL (required) and
-    OPTIONAL_MUTUAL (checked when presented), protocol versions, and HTTP's ALPN."""
-    common = CommonTlsContext(
-        tls_certificates=[
+    """The server's certificate (files or SDS), client verification for MUTUAL (required)
+    and OPTIONAL_MUTUAL (checked when presented), protocol versions, and HTTP's ALPN."""
+    mutual = tls.mode in ("MUTUAL", "OPTIONAL_MUTUAL")
+    common = CommonTlsContext()
+    if tls.credential_name:
+        common.tls_certificate_sds_secret_configs.append(
+            sds_secret(credential_resource(tls.credential_name))
+        )
+        if mutual:
+            credential_validation(common, tls.credential_name, tls.subject_alt_names)
+    else:
+        common.tls_certificates.append(
             TlsCertificate(
                 certificate_chain=DataSource(filename=tls.server_certificate or ""),
                 private_key=DataSource(filename=tls.private_key or ""),
             )
-        ]
-    )
+        )
+        if mutual and tls.ca_certificates:
+            common.validation_context.CopyFrom(_client_validation(tls))
     if http:
         common.alpn_protocols.extend(HTTPS_ALPN)
-    if tls.mode in ("MUTUAL", "OPTIONAL_MUTUAL") and tls.ca_certificates:
-        common.validation_context.CopyFrom(_client_validation(tls))
     if tls.min_protocol_version or tls.max_protocol_version:
         params = common.tls_params
         if tls.min_protocol_version:

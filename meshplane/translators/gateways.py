@@ -11,6 +11,10 @@ TLS with the certificate files and routes by RDS ``https.PORT.PORTNAME.GW.NS``;
 PASSTHROUGH matches the `sniHosts` of bound `tls` routes and forwards the connection as is;
 TCP (and TLS terminated on a TLS port) forwards by bound `tcp` routes. A port whose first
 server is plain HTTP stays plain HTTP (Istio reports the others as conflicts).
+
+The AuthorizationPolicies (and RequestAuthentications) selecting the gateway's labels, or
+namespace-wide in its namespace or the root one, apply as on a sidecar's inbound side: HTTP
+RBAC (and jwt_authn) in every HCM, network RBAC in front of every TCP/TLS chain.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
 from meshplane.translators.domains import dedupe_domains
+from meshplane.translators.filters.rbac import network_rbac_filters
 from meshplane.translators.gateway_tls import (
     PASSTHROUGH,
     downstream_transport_socket,
@@ -43,6 +48,7 @@ from meshplane.translators.gateway_tls import (
     terminates,
 )
 from meshplane.translators.hosts import more_specific
+from meshplane.translators.http_filters import security_filters
 from meshplane.translators.http_routes import RouteContext, virtual_service_routes
 from meshplane.translators.listeners import (
     filter_chain,
@@ -210,12 +216,17 @@ def _l4_specs(
     ctx = RouteContext(view, bound.server.port.number, bound.gateway)
     passthrough = bound.server.tls is not None and bound.server.tls.mode == PASSTHROUGH
     names = server_names(bound.server) if tls is not None else ()
+    rbac = tuple(network_rbac_filters(view, bound.server.port.number))
     for vs, hosts in _bound_virtual_services(view, bound):
         if passthrough:
-            yield from tls_route_chains(vs, ctx, _narrowed_to(hosts))
+            for spec in tls_route_chains(vs, ctx, _narrowed_to(hosts)):
+                yield dataclasses.replace(spec, filters=(*rbac, *spec.filters))
             continue
         for spec in tcp_route_chains(vs, ctx):
-            yield dataclasses.replace(spec, server_names=names, transport_socket=tls)
+            filters = (*rbac, *spec.filters)
+            yield dataclasses.replace(
+                spec, filters=filters, server_names=names, transport_socket=tls
+            )
 
 
 def _server_specs(
@@ -236,7 +247,12 @@ def _server_specs(
         return list(_l4_specs(view, bound, downstream_transport_socket(tls, http=False))), []
     port = server.port.number
     route_name = https_route_name(port, server.port.name, bound.gateway)
-    hcm = http_connection_manager(f"outbound_{listener}", "gateway", rds_name=route_name)
+    hcm = http_connection_manager(
+        f"outbound_{listener}",
+        "gateway",
+        rds_name=route_name,
+        security_filters=security_filters(view),
+    )
     spec = ChainSpec(
         (hcm_filter(hcm),),
         server_names=server_names(server),
@@ -278,7 +294,12 @@ def gateway_listeners_and_routes(
             bind = bound.server.bind or WILDCARD_ADDRESS
             name = listener_name(bind, port)
             if name not in listeners:
-                hcm = http_connection_manager(f"outbound_{name}", "gateway", rds_name=route_name)
+                hcm = http_connection_manager(
+                    f"outbound_{name}",
+                    "gateway",
+                    rds_name=route_name,
+                    security_filters=security_filters(view),
+                )
                 chain = filter_chain([hcm_filter(hcm)])
                 listeners[name] = listener(name, bind, port, [chain])
         routes.append(gateway_route_configuration(view, port, servers))

@@ -4,8 +4,8 @@ Each filter is one `HttpFilterSpec`: its Envoy name and a builder returning its 
 for a given context, or None when that filter has nothing to do there (Envoy Gateway's
 httpFilter registry, reduced to what translation needs today). Filters that routes
 configure (fault, CORS) sit in the HCM with an inert config and are switched on per route
-by `typed_per_filter_config` (modules under `filters/`). Later issues add JWT and RBAC at
-the positions the list below names.
+by `typed_per_filter_config` (modules under `filters/`). jwt_authn and RBAC, built per proxy
+from the policies that apply to it (`security_filters`), go right after CORS.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3.http_connection
 )
 from google.protobuf.message import Message
 
+from meshplane.model.scope import ProxyView
 from meshplane.translators.filters import cors, fault
+from meshplane.translators.filters.jwt_authn import jwt_authn_filter
+from meshplane.translators.filters.rbac import http_rbac_filters
 from meshplane.translators.protos import any_of
 
 # Where VirtualService routes are applied: sidecar outbound listeners and gateways. Inbound
@@ -76,3 +79,11 @@ def http_filters(context: FilterContext) -> list[HttpFilter]:
         if spec.name == cors.NAME:
             result.extend(context.security)
     return result
+
+
+def security_filters(view: ProxyView) -> tuple[HttpFilter, ...]:
+    """jwt_authn, then the AUDIT, DENY and ALLOW RBAC filters of the RequestAuthentications
+    and AuthorizationPolicies that apply to `view` (Istio's order): what an HCM serving the
+    proxy's own traffic (sidecar inbound, gateway) puts in `FilterContext.security`."""
+    jwt = jwt_authn_filter(view)
+    return (*([jwt] if jwt is not None else []), *http_rbac_filters(view))

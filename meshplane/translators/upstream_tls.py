@@ -1,13 +1,14 @@
 """DestinationRule `tls` -> the upstream transport socket of a cluster (TLS origination).
 
-DISABLE, SIMPLE and MUTUAL with certificate file paths are built here. ISTIO_MUTUAL and
-`credentialName` need SDS (the workload certificate `default`, the trust bundle `ROOTCA`,
-secrets served by meshplane) and belong to the security issue: until then such clusters get
-no transport socket rather than a half-built TLS context Envoy would reject or, worse, a
-context that skips verification silently.
+DISABLE, SIMPLE and MUTUAL are built here, with certificate file paths or with
+`credentialName` (Istio's SDS names: the client certificate from ``kubernetes://NAME``, the
+trust anchors from ``kubernetes://NAME-cacert``, both served by meshplane's TLS port only to
+proxies of the Secret's namespace). ISTIO_MUTUAL is mtls.py's.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from envoy.config.core.v3.base_pb2 import DataSource, TransportSocket
 from envoy.extensions.transport_sockets.tls.v3.common_pb2 import (
@@ -19,9 +20,46 @@ from envoy.extensions.transport_sockets.tls.v3.tls_pb2 import CommonTlsContext, 
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
 
 from meshplane.api.networking.destination_rule import ClientTLS
+from meshplane.translators.mtls import sds_secret
 from meshplane.translators.protos import any_of
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
+# Istio's SDS resource names for Kubernetes Secrets (credentials.KubernetesSecretTypeURI and
+# SdsCaSuffix): the Secret's certificate and key, and its CA bundle.
+CREDENTIAL_PREFIX = "kubernetes://"
+CA_SUFFIX = "-cacert"
+
+
+def credential_resource(credential_name: str) -> str:
+    """``kubernetes://NAME`` (a name already in that form is kept, as Istio does)."""
+    if credential_name.startswith(CREDENTIAL_PREFIX):
+        return credential_name
+    return CREDENTIAL_PREFIX + credential_name
+
+
+def credential_ca_resource(credential_name: str) -> str:
+    """``kubernetes://NAME-cacert``: the CA bundle of credential `credential_name`."""
+    return credential_resource(credential_name) + CA_SUFFIX
+
+
+def dns_san_matchers(sans: Sequence[str]) -> list[SubjectAltNameMatcher]:
+    return [
+        SubjectAltNameMatcher(san_type=SubjectAltNameMatcher.DNS, matcher=StringMatcher(exact=san))
+        for san in sans
+    ]
+
+
+def credential_validation(
+    common: CommonTlsContext, credential_name: str, sans: Sequence[str]
+) -> None:
+    """Peers verified against the credential's CA over SDS (and its SANs, when given)."""
+    combined = common.combined_validation_context
+    combined.default_validation_context.CopyFrom(
+        CertificateValidationContext(match_typed_subject_alt_names=dns_san_matchers(sans))
+    )
+    combined.validation_context_sds_secret_config.CopyFrom(
+        sds_secret(credential_ca_resource(credential_name))
+    )
 
 
 def validation_context(tls: ClientTLS) -> CertificateValidationContext | None:
@@ -30,17 +68,23 @@ def validation_context(tls: ClientTLS) -> CertificateValidationContext | None:
         return None
     return CertificateValidationContext(
         trusted_ca=DataSource(filename=tls.ca_certificates),
-        match_typed_subject_alt_names=[
-            SubjectAltNameMatcher(
-                san_type=SubjectAltNameMatcher.DNS, matcher=StringMatcher(exact=san)
-            )
-            for san in tls.subject_alt_names
-        ],
+        match_typed_subject_alt_names=dns_san_matchers(tls.subject_alt_names),
     )
 
 
-def upstream_tls_context(tls: ClientTLS, hostname: str) -> UpstreamTlsContext:
-    """SIMPLE (server verified) or MUTUAL (plus a client certificate from files)."""
+def _credential_context(tls: ClientTLS) -> CommonTlsContext:
+    """Istio's ApplyCustomSDSToClientCommonTLSContext: MUTUAL's client certificate from
+    ``kubernetes://NAME``, the server checked against ``kubernetes://NAME-cacert``."""
+    name = tls.credential_name or ""
+    common = CommonTlsContext()
+    if tls.mode.upper() == "MUTUAL":
+        common.tls_certificate_sds_secret_configs.append(sds_secret(credential_resource(name)))
+    if not tls.insecure_skip_verify:
+        credential_validation(common, name, tls.subject_alt_names)
+    return common
+
+
+def _file_context(tls: ClientTLS) -> CommonTlsContext:
     common = CommonTlsContext()
     context = validation_context(tls)
     if context is not None:
@@ -52,6 +96,13 @@ def upstream_tls_context(tls: ClientTLS, hostname: str) -> UpstreamTlsContext:
                 private_key=DataSource(filename=tls.private_key),
             )
         )
+    return common
+
+
+def upstream_tls_context(tls: ClientTLS, hostname: str) -> UpstreamTlsContext:
+    """SIMPLE (server verified) or MUTUAL (plus a client certificate), from files or from
+    `credentialName` over SDS."""
+    common = _credential_context(tls) if tls.credential_name else _file_context(tls)
     # SNI defaults to the destination host: TLS servers outside the mesh (the usual reason
     # to originate TLS) pick their certificate by it. Wildcard hosts have no single name.
     sni = tls.sni or ("" if hostname.startswith("*") else hostname)
@@ -59,12 +110,11 @@ def upstream_tls_context(tls: ClientTLS, hostname: str) -> UpstreamTlsContext:
 
 
 def upstream_transport_socket(tls: ClientTLS | None, hostname: str) -> TransportSocket | None:
-    """The cluster's transport socket, or None for plaintext (and for SDS-backed modes,
-    which the security issue adds)."""
+    """The cluster's transport socket, or None for plaintext (and ISTIO_MUTUAL, which
+    mtls.py builds)."""
     if tls is None:
         return None
-    mode = tls.mode.upper()
-    if mode not in ("SIMPLE", "MUTUAL") or tls.credential_name:
+    if tls.mode.upper() not in ("SIMPLE", "MUTUAL"):
         return None
     return TransportSocket(
         name=TLS_TRANSPORT_SOCKET, typed_config=any_of(upstream_tls_context(tls, hostname))

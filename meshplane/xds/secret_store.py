@@ -6,13 +6,17 @@ resources built from that identity's current certificate (issued on the first st
 the identity, renewed by `ca.rotation.Rotator`) and the CA's trust bundle, plus the wake
 events of that identity's open streams: a renewal wakes exactly those streams, which then
 send the new `default` like any other changed resource.
+
+Gateway and DestinationRule credentials (`kubernetes://NAME`, xds/credentials.py) are
+added to an identity's secrets from the current model; `refresh_credentials` (after each
+push) wakes the streams of the namespaces whose credentials changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from envoy.config.core.v3.base_pb2 import DataSource
 from envoy.extensions.transport_sockets.tls.v3.common_pb2 import (
@@ -24,8 +28,10 @@ from envoy.extensions.transport_sockets.tls.v3.secret_pb2 import Secret
 from meshplane.ca.issuer import WorkloadCert
 from meshplane.ca.rotation import Rotator
 from meshplane.ca.spiffe import SpiffeId
+from meshplane.model.mesh import MeshModel
 from meshplane.xds import type_urls
-from meshplane.xds.snapshot import Interner, TypeResources
+from meshplane.xds.credentials import ProxyIdentity, credential_secrets, sidecar_credential_names
+from meshplane.xds.snapshot import CachedResource, Interner, TypeResources
 
 __all__ = ["ROOT_CA_SECRET", "WORKLOAD_SECRET", "SecretStore", "workload_secrets"]
 
@@ -62,6 +68,7 @@ class SecretStore:
         rotator: Rotator,
         *,
         on_push: Callable[[SpiffeId, WorkloadCert], None] | None = None,
+        mesh: Callable[[], MeshModel] | None = None,
     ) -> None:
         self.rotator = rotator
         rotator.on_change = self.changed
@@ -69,14 +76,19 @@ class SecretStore:
         self._interner = Interner()  # not the shared one: keys stay out of shared caches
         self._built: dict[SpiffeId, tuple[WorkloadCert, bytes, TypeResources]] = {}
         self._streams: dict[SpiffeId, set[asyncio.Event]] = {}
+        self._mesh = mesh
+        # (namespace, router) -> (credentials fingerprint, interned kubernetes:// secrets)
+        self._credentials: dict[tuple[str, bool], tuple[object, dict[str, CachedResource]]] = {}
 
-    async def attach(self, identity: SpiffeId, wake: asyncio.Event) -> None:
+    async def attach(self, identity: SpiffeId | ProxyIdentity, wake: asyncio.Event) -> None:
         """Issue `identity`'s certificate if it has none; its changes will set `wake`."""
+        identity = _spiffe(identity)
         await self.rotator.ensure(identity)
         self._streams.setdefault(identity, set()).add(wake)
 
-    def detach(self, identity: SpiffeId, wake: asyncio.Event) -> None:
+    def detach(self, identity: SpiffeId | ProxyIdentity, wake: asyncio.Event) -> None:
         """Forget a closed stream; the last one of an identity ends its renewals."""
+        identity = _spiffe(identity)
         streams = self._streams.get(identity)
         if streams is None:
             return
@@ -86,8 +98,17 @@ class SecretStore:
             self._built.pop(identity, None)
             self.rotator.forget(identity)
 
-    def resources(self, identity: SpiffeId) -> TypeResources:
-        """`default` and `ROOTCA` for `identity` (empty if it has no certificate)."""
+    def resources(self, identity: SpiffeId | ProxyIdentity) -> TypeResources:
+        """`default` and `ROOTCA` for `identity` (empty if it has no certificate), plus the
+        `kubernetes://` credentials it may hold."""
+        own = self._workload_resources(_spiffe(identity))
+        typed = identity if isinstance(identity, ProxyIdentity) else ProxyIdentity(identity, False)
+        extra = self._credential_resources(typed)
+        if not extra or not own.resources:
+            return own
+        return TypeResources(type_urls.SECRET, {**extra, **own.resources})
+
+    def _workload_resources(self, identity: SpiffeId) -> TypeResources:
         cert = self.rotator.current(identity)
         if cert is None:
             return TypeResources(type_urls.SECRET, {})
@@ -110,6 +131,54 @@ class SecretStore:
         for wake in self._streams.get(identity, ()):
             wake.set()
 
+    def _credential_resources(self, identity: ProxyIdentity) -> Mapping[str, CachedResource]:
+        if self._mesh is None:
+            return {}
+        mesh = self._mesh()
+        namespace = identity.spiffe.namespace
+        fingerprint = _fingerprint(mesh, namespace, identity.router)
+        key = (namespace, identity.router)
+        cached = self._credentials.get(key)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        sidecar_names = frozenset() if identity.router else sidecar_credential_names(mesh)
+        made = {
+            name: self._interner.intern(type_urls.SECRET, secret)
+            for name, secret in credential_secrets(
+                identity, mesh.credentials, sidecar_names
+            ).items()
+        }
+        self._credentials[key] = (fingerprint, made)
+        return made
+
+    def refresh_credentials(self) -> None:
+        """The model changed: wake the streams of namespaces whose credentials (or the
+        DestinationRules naming them) differ from what they were last served."""
+        if self._mesh is None:
+            return
+        mesh = self._mesh()
+        stale = {
+            namespace
+            for (namespace, router), (served, _) in self._credentials.items()
+            if _fingerprint(mesh, namespace, router) != served
+        }
+        for identity, wakes in self._streams.items():
+            if identity.namespace in stale:
+                for wake in wakes:
+                    wake.set()
+
     def identities(self) -> list[SpiffeId]:
         """Identities with a connected stream."""
         return sorted(self._streams)
+
+
+def _spiffe(identity: SpiffeId | ProxyIdentity) -> SpiffeId:
+    return identity.spiffe if isinstance(identity, ProxyIdentity) else identity
+
+
+def _fingerprint(mesh: MeshModel, namespace: str, router: bool) -> object:
+    """What a namespace's served credentials depend on (compared, never shown)."""
+    own = tuple(
+        sorted((name, cred) for (ns, name), cred in mesh.credentials.items() if ns == namespace)
+    )
+    return own if router else (own, sidecar_credential_names(mesh))

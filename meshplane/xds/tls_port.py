@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +24,12 @@ from meshplane.ca.issuer import WorkloadCert, issue_server
 from meshplane.ca.root import CertificateAuthority, load_or_create
 from meshplane.ca.rotation import Rotator
 from meshplane.ca.tokens import TokenSigner
+from meshplane.model.mesh import MeshModel
 from meshplane.xds.ads import AdsServicer, Resolver
 from meshplane.xds.auth import TokenAuthorizer
 from meshplane.xds.ca_metrics import CaMetrics
 from meshplane.xds.cache import SnapshotCache
+from meshplane.xds.credentials import typed_identity
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.secret_store import SecretStore
 from meshplane.xds.server import start_xds_server
@@ -75,6 +77,7 @@ async def start_tls_port(
     sync_status: SyncStatus,
     metrics: XdsMetrics,
     registry: CollectorRegistry,
+    mesh: Callable[[], MeshModel] | None = None,
 ) -> TlsPort:
     """Load or create the CA in `state_dir` and serve authenticated xDS on `address`."""
     ca = load_or_create(state_dir, trust_domain, key_type)
@@ -82,14 +85,16 @@ async def start_tls_port(
     ca_metrics = CaMetrics(registry)
     ca_metrics.watch_ca(ca)
     rotator = Rotator(ca, ttl=cert_ttl, key_type=key_type, on_issue=ca_metrics.cert_issued)
-    secrets = SecretStore(rotator)
+    secrets = SecretStore(rotator, mesh=mesh)  # mesh: credentialName Secrets
     servicer = AdsServicer(
         cache,
         resolver,
         sync_status,
         metrics,
         serve_secrets=True,
-        authorize=TokenAuthorizer(signer, trust_domain, on_refused=ca_metrics.refused),
+        authorize=typed_identity(
+            TokenAuthorizer(signer, trust_domain, on_refused=ca_metrics.refused)
+        ),
         secrets=secrets,
     )
     server_cert = issue_server(ca, [*DEFAULT_SANS, *tls_sans], SERVER_CERT_TTL, key_type)

@@ -1,7 +1,9 @@
 """AuthorizationPolicy and RequestAuthentication through a real Envoy sidecar without
 traffic capture (INTERCEPTION_MODE NONE): its Sidecar `ingress` entries bind 127.0.0.1
 ports in front of local upstreams, and requests from the test (source 127.0.0.1) meet the
-jwt_authn and RBAC filters meshplane puts in those inbound listeners."""
+jwt_authn and RBAC filters meshplane puts in those inbound listeners. Then the same policies
+on an ingress gateway (a router proxy). Rules on peer identities (`principals`,
+`namespaces`) need mTLS between sidecars: test_authz_mtls_traffic.py."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from mesh_harness import (
     ControlPlane,
+    Envoy,
     NoneModeSidecar,
     free_port,
     upstream,
@@ -34,10 +37,6 @@ from mesh_harness import (
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
 ISSUER = "https://issuer.test"
-MTLS_MISSING = (
-    "principal-based rules need mTLS between two sidecars (H13's SDS workload certificates "
-    "on the TLS xDS port and H14's auto mTLS); enable once both land"
-)
 
 SIDECAR = """\
 apiVersion: networking.istio.io/v1
@@ -140,8 +139,12 @@ class Signer:
         return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
-def get(port: int, path: str, token: str | None = None) -> int:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def get(
+    port: int, path: str, token: str | None = None, headers: dict[str, str] | None = None
+) -> int:
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=2) as resp:
@@ -268,8 +271,102 @@ def test_allow_without_rules_denies_everything(mesh: Mesh) -> None:
     assert tcp_exchange(mesh.tcp) == ""
 
 
-@pytest.mark.skip(reason=MTLS_MISSING)
-def test_principal_allow_and_deny_over_mtls() -> None:
-    """Two sidecars with workload certificates: `principals` and `namespaces` rules on HTTP
-    and TCP admit the caller's service account and refuse another one."""
-    raise AssertionError("not written until mTLS between sidecars is available")
+GATEWAY = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: demo}}
+spec:
+  ports: [{{name: http, port: 8000}}]
+  selector: {{app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: web, namespace: demo}}
+spec:
+  address: 127.0.0.1
+  ports: {{http: {app}}}
+  labels: {{app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: demo}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {gw}, name: http, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: demo}}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+"""
+
+GATEWAY_POLICIES = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ingress, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: ["/admin*"]}}]
+  # The gateway's remote address is its peer's: an X-Forwarded-For it was sent is not
+  # trusted (no trusted proxies in front of it).
+  - from: [{source: {remoteIpBlocks: ["10.0.0.0/8"]}}]
+  - from: [{source: {remoteIpBlocks: ["127.0.0.1"]}}]
+    to: [{operation: {paths: ["/from-local*"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: other-gateway, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: egressgateway}}
+  action: DENY
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: demo-wide, namespace: demo}
+spec:
+  action: DENY
+  rules: [{}]
+"""
+
+
+def test_policies_selecting_an_ingress_gateway(tmp_path: Path, logdir: Path) -> None:
+    """DENY by path and by remote address at the gateway; policies for other labels or in
+    another namespace leave it alone."""
+    config = tmp_path / "config"
+    config.mkdir()
+    gw = free_port()
+    with ExitStack() as stack:
+        app = stack.enter_context(upstream("web"))
+        (config / "mesh.yaml").write_text(GATEWAY.format(app=app, gw=gw))
+        (config / "policies.yaml").write_text(GATEWAY_POLICIES)
+        cp = ControlPlane(config, logdir)
+        stack.callback(cp.stop)
+        envoy = Envoy(
+            cp,
+            logdir,
+            kind="router",
+            workload="ingress",
+            namespace="istio-system",
+            labels="istio=ingressgateway",
+        )
+        stack.callback(envoy.stop)
+        wait_for("gateway serving", lambda: get(gw, "/page") == 200)
+        assert cp.json("/debug/config_errors") == {"errors": [], "warnings": []}
+        assert get(gw, "/admin/users") == 403
+        assert get(gw, "/from-local/x") == 403
+        spoofed = {"X-Forwarded-For": "10.1.2.3"}
+        assert get(gw, "/page", headers=spoofed) == 200
+        # Without the policies, the same requests pass.
+        (config / "policies.yaml").unlink()
+        wait_for("policies removed", lambda: get(gw, "/admin/users") == 200)
+        assert get(gw, "/from-local/x") == 200
+        assert envoy.rejected() == 0, envoy.output()

@@ -55,19 +55,50 @@ def _inline_endpoints(cluster: dict[str, Any], endpoints: dict[str, dict[str, An
 
 CERTS_DIR = Path(__file__).parent.parent / "fixtures" / "certs"
 MESH_SECRETS = ("default", "ROOTCA")
+CREDENTIAL_PREFIX = "kubernetes://"  # credentialName Secrets (Istio's SDS names)
 
 
-def _static_mesh_secrets(node: Any) -> None:
-    """SDS references to `default`/`ROOTCA` over ADS become references to static secrets
-    (there is no ADS server in validate mode): an SdsSecretConfig without `sds_config`."""
+def _served_by_meshplane(name: Any) -> bool:
+    return isinstance(name, str) and (name in MESH_SECRETS or name.startswith(CREDENTIAL_PREFIX))
+
+
+def _static_mesh_secrets(node: Any, credentials: set[str] | None = None) -> set[str]:
+    """SDS references to `default`/`ROOTCA`/`kubernetes://...` over ADS become references to
+    static secrets (there is no ADS server in validate mode): an SdsSecretConfig without
+    `sds_config`. Returns the `kubernetes://` names seen."""
+    found = set() if credentials is None else credentials
     if isinstance(node, dict):
-        if node.get("name") in MESH_SECRETS and "sds_config" in node:
+        if _served_by_meshplane(node.get("name")) and "sds_config" in node:
             del node["sds_config"]
+            if node["name"].startswith(CREDENTIAL_PREFIX):
+                found.add(node["name"])
         for value in node.values():
-            _static_mesh_secrets(value)
+            _static_mesh_secrets(value, found)
     elif isinstance(node, list):
         for item in node:
-            _static_mesh_secrets(item)
+            _static_mesh_secrets(item, found)
+    return found
+
+
+def credential_secrets(names: set[str]) -> list[dict[str, Any]]:
+    """`kubernetes://NAME` as the fixed test certificate and key, `kubernetes://NAME-cacert`
+    as the test root (what the Secrets in the golden inputs hold)."""
+    secrets: list[dict[str, Any]] = []
+    for name in sorted(names):
+        if name.endswith("-cacert"):
+            trusted = {"trusted_ca": {"filename": str(CERTS_DIR / "root-cert.pem")}}
+            secrets.append({"name": name, "validation_context": trusted})
+            continue
+        secrets.append(
+            {
+                "name": name,
+                "tls_certificate": {
+                    "certificate_chain": {"filename": str(CERTS_DIR / "cert-chain.pem")},
+                    "private_key": {"filename": str(CERTS_DIR / "key.pem")},
+                },
+            }
+        )
+    return secrets
 
 
 def mesh_secrets() -> list[dict[str, Any]]:
@@ -96,10 +127,11 @@ def bootstrap_for(golden: dict[str, Any], node_id: str) -> dict[str, Any]:
         _inline_routes(listener, routes)
     for cluster in doc.get("clusters", []):
         _inline_endpoints(cluster, endpoints)
-    _static_mesh_secrets(doc)
+    credentials = _static_mesh_secrets(doc)
     secrets = doc.get("secrets", [])
     have = {s.get("name") for s in secrets}
     secrets += [s for s in mesh_secrets() if s["name"] not in have]
+    secrets += [s for s in credential_secrets(credentials) if s["name"] not in have]
     return {
         "node": {"id": node_id, "cluster": "meshplane-golden"},
         "static_resources": {

@@ -1,12 +1,15 @@
 """AuthorizationPolicy rules compiled to RBAC policies: request principals split at every
-"/" (issuers contain slashes), and Istio's TCP rule for HTTP-only attributes."""
+"/" (issuers contain slashes), Istio's TCP rule for HTTP-only attributes, and peer
+identities (principals in the mesh's trust domain, namespace and service-account regexes)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from envoy.config.rbac.v3.rbac_pb2 import Principal
 from google.protobuf.json_format import MessageToDict
 
-from meshplane.api.security.authorization_policy import Operation, Rule, Source
+from meshplane.api.security.authorization_policy import Condition, Operation, Rule, Source
 from meshplane.translators.filters.rbac import rule_policy
 from meshplane.translators.filters.rbac_matchers import request_principal
 
@@ -50,3 +53,33 @@ def test_tcp_allow_rule_with_http_fields_is_dropped_and_deny_widened() -> None:
     assert MessageToDict(deny.permissions[0]) == {"destinationPort": 80}
     http = rule_policy(rule, tcp=False, action="ALLOW")
     assert http is not None and "andRules" in MessageToDict(http.permissions[0])
+
+
+def _principal_matcher(rule: Rule, trust_domain: str = "cluster.local") -> dict[str, Any]:
+    policy = rule_policy(rule, tcp=False, action="ALLOW", trust_domain=trust_domain)
+    assert policy is not None
+    principal = MessageToDict(policy.principals[0], preserving_proto_field_name=True)
+    return dict(principal["authenticated"]["principal_name"])
+
+
+def test_cluster_local_principals_stand_for_the_mesh_trust_domain() -> None:
+    rule = Rule(sources=(Source(principals=("cluster.local/ns/a/sa/b",)),))
+    assert _principal_matcher(rule) == {"exact": "spiffe://cluster.local/ns/a/sa/b"}
+    assert _principal_matcher(rule, "corp.example") == {"exact": "spiffe://corp.example/ns/a/sa/b"}
+    other = Rule(sources=(Source(principals=("other.td/ns/a/sa/b",)),))
+    assert _principal_matcher(other, "corp.example") == {"exact": "spiffe://other.td/ns/a/sa/b"}
+    when = Rule(when=(Condition(key="source.principal", values=("cluster.local/ns/a/sa/b",)),))
+    assert _principal_matcher(when, "corp.example") == {"exact": "spiffe://corp.example/ns/a/sa/b"}
+
+
+def test_principal_suffix_still_requires_a_spiffe_id() -> None:
+    rule = Rule(sources=(Source(principals=("*/sa/b",)),))
+    assert _principal_matcher(rule) == {"safe_regex": {"regex": "spiffe://.*/sa/b"}}
+
+
+def test_namespaces_and_service_accounts_match_the_spiffe_path() -> None:
+    rule = Rule(sources=(Source(namespaces=("de*",)),))
+    assert _principal_matcher(rule) == {"safe_regex": {"regex": ".*/ns/de.*/.*"}}
+    accounts = Rule(sources=(Source(service_accounts=("demo/web",)),))
+    regex = "spiffe://.+/ns/demo/(.+/|)sa/web(/.+)?"
+    assert _principal_matcher(accounts) == {"safe_regex": {"regex": regex}}

@@ -86,7 +86,10 @@ def _check_server_tls(f: Fields, tls: ServerTLS) -> None:
     if tls.mode not in _TERMINATING_MODES:
         return
     if tls.credential_name:
-        f.warn("credentialName", "credentialName needs SDS (not yet); this server is not served")
+        # Served over SDS from the Secret in the gateway proxy's own namespace; another
+        # namespace's would need a ReferenceGrant, which meshplane does not read.
+        if "/" in tls.credential_name.removeprefix("kubernetes://"):
+            f.error("credentialName", "must name a Secret in the gateway's own namespace")
         return
     if not tls.server_certificate:
         f.error("serverCertificate", f"{tls.mode} TLS requires a server certificate")

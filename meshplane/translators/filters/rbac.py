@@ -64,10 +64,10 @@ class _Term:
     http_only: bool
 
 
-def _source_terms(s: Source) -> list[_Term]:
+def _source_terms(s: Source, principal: Callable[[str], Any]) -> list[_Term]:
     return [
-        _Term(m.principal_name, s.principals, False, False),
-        _Term(m.principal_name, s.not_principals, True, False),
+        _Term(principal, s.principals, False, False),
+        _Term(principal, s.not_principals, True, False),
         _Term(m.request_principal, s.request_principals, False, True),
         _Term(m.request_principal, s.not_request_principals, True, True),
         _Term(m.namespace, s.namespaces, False, False),
@@ -99,7 +99,6 @@ _CONDITIONS: dict[str, tuple[Callable[[str], Any], bool, bool]] = {
     "source.ip": (m.direct_remote_ip, True, False),
     "remote.ip": (m.remote_ip, True, False),
     "source.namespace": (m.namespace, True, False),
-    "source.principal": (m.principal_name, True, False),
     "request.auth.principal": (m.request_principal, True, True),
     "request.auth.audiences": (m.claim(("aud",)), True, True),
     "request.auth.presenter": (m.claim(("azp",)), True, True),
@@ -109,20 +108,22 @@ _CONDITIONS: dict[str, tuple[Callable[[str], Any], bool, bool]] = {
 }
 
 
-def _condition_terms(c: Condition) -> tuple[bool, list[_Term]]:
+def _condition_terms(c: Condition, principal: Callable[[str], Any]) -> tuple[bool, list[_Term]]:
     """(principal side?, terms) for one `when` entry."""
-    if c.key.startswith("request.headers["):
-        build: Callable[[str], Any] = m.request_header(c.key[len("request.headers[") : -1])
-        principal, http_only = True, True
+    if c.key == "source.principal":
+        build, principal_side, http_only = principal, True, False
+    elif c.key.startswith("request.headers["):
+        build = m.request_header(c.key[len("request.headers[") : -1])
+        principal_side, http_only = True, True
     elif c.key.startswith("request.auth.claims["):
         path = tuple(c.key[len("request.auth.claims[") : -1].split("]["))
-        build, principal, http_only = m.claim(path), True, True
+        build, principal_side, http_only = m.claim(path), True, True
     elif c.key.startswith("experimental.envoy.filters."):
-        build, principal, http_only = m.filter_metadata(c.key), False, False
+        build, principal_side, http_only = m.filter_metadata(c.key), False, False
     else:
-        build, principal, http_only = _CONDITIONS[c.key]
+        build, principal_side, http_only = _CONDITIONS[c.key]
     terms = [_Term(build, c.values, False, http_only), _Term(build, c.not_values, True, http_only)]
-    return principal, terms
+    return principal_side, terms
 
 
 def _combine(kind: type[Any], terms: list[_Term]) -> Any:
@@ -159,14 +160,19 @@ def _uses_http(terms: list[_Term]) -> bool:
     return any(t.http_only and t.values for t in terms)
 
 
-def rule_policy(rule: Rule, *, tcp: bool, action: str) -> Policy | None:
-    """One rule as an RBAC policy; None when a TCP ALLOW rule needs HTTP attributes."""
+def rule_policy(
+    rule: Rule, *, tcp: bool, action: str, trust_domain: str = m.CLUSTER_LOCAL
+) -> Policy | None:
+    """One rule as an RBAC policy; None when a TCP ALLOW rule needs HTTP attributes.
+    Principals in ``cluster.local`` are matched in `trust_domain` (the mesh's)."""
+    principal = m.principal(trust_domain)
     when_principal: list[_Term] = []
     when_permission: list[_Term] = []
     for condition in rule.when:
-        principal_side, terms = _condition_terms(condition)
+        principal_side, terms = _condition_terms(condition, principal)
         (when_principal if principal_side else when_permission).extend(terms)
-    sources = [_source_terms(s) + when_principal for s in rule.sources] or [when_principal]
+    sources = [_source_terms(s, principal) + when_principal for s in rule.sources]
+    sources = sources or [when_principal]
     operations = [_operation_terms(o) + when_permission for o in rule.operations]
     operations = operations or [when_permission]
     if tcp:
@@ -184,10 +190,12 @@ def policy_id(policy: Object[AuthorizationPolicySpec], index: int) -> str:
     return f"ns[{policy.namespace}]-policy[{policy.name}]-rule[{index}]"
 
 
-def _policies(policies: Policies, *, tcp: bool, action: str) -> Iterator[tuple[str, Policy]]:
+def _policies(
+    policies: Policies, *, tcp: bool, action: str, trust_domain: str
+) -> Iterator[tuple[str, Policy]]:
     for policy in policies:
         for i, rule in enumerate(policy.spec.rules):
-            compiled = rule_policy(rule, tcp=tcp, action=action)
+            compiled = rule_policy(rule, tcp=tcp, action=action, trust_domain=trust_domain)
             if compiled is not None:
                 yield policy_id(policy, i), compiled
 
@@ -198,7 +206,8 @@ def rbac_configs(view: ProxyView, *, tcp: bool) -> list[RBACConfig]:
     for action, envoy_action in ACTION_ORDER:
         chosen = [p for p in view.authorization_policies if p.spec.action == action]
         if chosen:
-            policies = dict(_policies(chosen, tcp=tcp, action=action))
+            trust_domain = view.mesh.trust_domain
+            policies = dict(_policies(chosen, tcp=tcp, action=action, trust_domain=trust_domain))
             configs.append(RBACConfig(action=envoy_action, policies=policies))
     return configs
 

@@ -3,8 +3,10 @@ generators of istio pilot/pkg/security/authz/model), one builder per attribute.
 
 Value patterns follow Istio: ``*`` is "present", ``abc*`` a prefix, ``*abc`` a suffix,
 anything else exact. Principals are matched against the peer certificate's SPIFFE URI SAN
-(``spiffe://`` + value); request principals (``iss/sub``) and claims against the payload
-that jwt_authn stores in dynamic metadata (`jwt_authn.PAYLOAD_KEY`).
+(``spiffe://`` + value, a principal in ``cluster.local`` standing for the mesh's own trust
+domain); namespaces and service accounts by a regex on that SAN. Request principals
+(``iss/sub``) and claims are matched against the payload that jwt_authn stores in dynamic
+metadata (`jwt_authn.PAYLOAD_KEY`).
 """
 
 from __future__ import annotations
@@ -26,12 +28,18 @@ from meshplane.translators.filters.jwt_authn import PAYLOAD_KEY
 from meshplane.translators.protos import u32
 
 SPIFFE = "spiffe://"
+# Istio's constants.DefaultClusterLocalDomain: in a policy it names the local trust domain.
+CLUSTER_LOCAL = "cluster.local"
 
 
 def string_matcher(value: str, prefix: str = "", ignore_case: bool = False) -> StringMatcher:
-    """Istio's StringMatcherWithPrefix: `*` any non-empty, `a*` prefix, `*a` suffix."""
+    """Istio's StringMatcherWithPrefix: `*` any non-empty, `a*` prefix, `*a` suffix (after
+    `prefix`, so ``*/sa/x`` on a principal still requires ``spiffe://``)."""
     if value == "*":
         return StringMatcher(safe_regex=RegexMatcher(regex=".+"))
+    if value.startswith("*") and prefix:
+        regex = f"{re.escape(prefix)}.*{re.escape(value[1:])}"
+        return StringMatcher(safe_regex=RegexMatcher(regex=regex))
     if value.endswith("*"):
         return StringMatcher(prefix=prefix + value[:-1], ignore_case=ignore_case)
     if value.startswith("*"):
@@ -77,6 +85,24 @@ def principal_name(value: str) -> Principal:
     return _authenticated(string_matcher(value, SPIFFE))
 
 
+def local_principal(value: str, trust_domain: str) -> str:
+    """``cluster.local/ns/NS/sa/SA`` in the mesh's trust domain, as Istio rewrites it
+    (trustdomain.Bundle.ReplaceTrustDomainAliases); any other value unchanged."""
+    parts = value.split("/")
+    if len(parts) == 5 and parts[0] == CLUSTER_LOCAL:
+        return "/".join([trust_domain, *parts[1:]])
+    return value
+
+
+def principal(trust_domain: str) -> Callable[[str], Principal]:
+    """The `principals` / ``source.principal`` builder for a mesh with `trust_domain`."""
+
+    def build(value: str) -> Principal:
+        return principal_name(local_principal(value, trust_domain))
+
+    return build
+
+
 def namespace(value: str) -> Principal:
     return _authenticated(
         StringMatcher(safe_regex=RegexMatcher(regex=f".*/ns/{_glob_regex(value)}/.*"))
@@ -85,7 +111,7 @@ def namespace(value: str) -> Principal:
 
 def service_account(value: str) -> Principal:
     ns, _, sa = value.partition("/")
-    regex = f"spiffe://[^/]+/ns/{re.escape(ns)}/sa/{re.escape(sa)}"
+    regex = f"spiffe://.+/ns/{re.escape(ns)}/(.+/|)sa/{re.escape(sa)}(/.+)?"
     return _authenticated(StringMatcher(safe_regex=RegexMatcher(regex=regex)))
 
 
