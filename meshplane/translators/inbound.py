@@ -22,9 +22,6 @@ from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_components_pb2 import Route, RouteAction, VirtualHost
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import OriginalDst
-from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
-    HttpFilter,
-)
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.model.mesh import MeshConfig
@@ -34,8 +31,8 @@ from meshplane.translators.clusters import (
     inbound_passthrough_cluster,
     original_dst_cluster,
 )
-from meshplane.translators.filters.jwt_authn import jwt_authn_filter
-from meshplane.translators.filters.rbac import http_rbac_filters, network_rbac_filters
+from meshplane.translators.filters.rbac import network_rbac_filters
+from meshplane.translators.http_filters import security_filters
 from meshplane.translators.listeners import (
     filter_chain,
     hcm_filter,
@@ -82,7 +79,7 @@ def inbound_filter_chain(
             f"inbound_{name}",
             "inbound",
             route_config=inbound_route_configuration(port),
-            security_filters=inbound_http_security_filters(view) if view else (),
+            security_filters=security_filters(view) if view else (),
         )
         network_filters = [hcm_filter(hcm)]
     else:
@@ -90,12 +87,6 @@ def inbound_filter_chain(
         network_filters = [*rbac, tcp_proxy_filter(cluster, cluster)]
     destination_port = port if match_port else None
     return filter_chain(network_filters, name=name, destination_port=destination_port)
-
-
-def inbound_http_security_filters(view: ProxyView) -> list[HttpFilter]:
-    """jwt_authn, then the AUDIT, DENY and ALLOW RBAC filters (Istio's order)."""
-    jwt = jwt_authn_filter(view)
-    return [*([jwt] if jwt is not None else []), *http_rbac_filters(view)]
 
 
 def unique_inbound_ports(view: ProxyView) -> list[InboundPort]:
