@@ -486,3 +486,38 @@ class NoneModeSidecar(Envoy):
         cmd = [str(BIN / "envoy"), "-c", str(boot), "--use-dynamic-base-id"]
         Proc.__init__(self, workload, [*cmd, "--drain-time-s", "1", "-l", "warning"], logdir)
         self.id_prefix = f"sidecar~127.0.0.1~{workload}.{namespace}~"
+
+
+@contextlib.contextmanager
+def client_first_upstream(name: str) -> Iterator[int]:
+    """A TCP server that answers its name once the client has sent a line. Envoy's network
+    RBAC decides on the client's first bytes, so a server that spoke first would be heard
+    before the verdict (as in Istio)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(5)
+            if conn.recv(1024):
+                conn.sendall(name.encode())
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mesh_harness import ControlPlane, Envoy, free_port, http_get, upstream, wait_for
+from mesh_harness import (
+    ControlPlane,
+    Envoy,
+    client_first_upstream,
+    free_port,
+    http_get,
+    upstream,
+    wait_for,
+)
 from mesh_harness import write_atomically as write
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
@@ -124,40 +131,6 @@ spec:
   - from: [{source: {namespaces: ["other"]}}]
     to: [{operation: {ports: ["{tcp_in}"]}}]
 """
-
-
-@contextlib.contextmanager
-def client_first_upstream(name: str) -> Iterator[int]:
-    """A TCP server that answers its name once the client has sent something (network RBAC
-    decides on the client's first bytes, so a server that spoke first would be heard)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), conn:
-            conn.settimeout(5)
-            if conn.recv(1024):
-                conn.sendall(name.encode())
-
-    def accept_loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept_loop, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
 
 
 @dataclass
