@@ -14,6 +14,7 @@ from meshplane.api.meta import Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.virtual_service import Destination, VirtualServiceSpec
 from meshplane.model.delegates import delegate_lookup, delegate_warnings
+from meshplane.model.gateway_credentials import credential_warnings
 from meshplane.model.hosts import host_matches
 from meshplane.model.mesh import MeshModel
 
@@ -54,6 +55,7 @@ def cross_object_warnings(
     found = list(_virtual_service_conflicts(model.virtual_services))
     found += _dangling_references(model)
     found += _destination_rule_checks(model)
+    found += credential_warnings(model)
     found += delegate_warnings(model.virtual_services, delegate_lookup(model.virtual_services))
     for host, objs in sorted(host_claims.items()):
         winner = objs[0]

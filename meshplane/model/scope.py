@@ -77,6 +77,10 @@ class ProxyView:
     # first (model/security_policies.py). In `key`.
     authorization_policies: tuple[Object[AuthorizationPolicySpec], ...] = ()
     request_authentications: tuple[Object[RequestAuthenticationSpec], ...] = ()
+    # Routers: the `credentialName`s of its Gateways that its namespace's Secrets provide
+    # (names only, model/gateway_credentials.py); a server needing another is left out.
+    # None: not known (views built by hand), every credential assumed present. In `key`.
+    credential_names: frozenset[str] | None = None
 
 
 LabelKey = tuple[tuple[str, str], ...]

@@ -24,6 +24,7 @@ from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.analysis import exported_to, gateway_refs
 from meshplane.model.delegates import delegate_lookup, resolve
+from meshplane.model.gateway_credentials import credential_names
 from meshplane.model.hosts import host_matches, specificity
 from meshplane.model.mesh import MeshModel
 from meshplane.model.peer_authentication import inbound_mtls
@@ -327,6 +328,8 @@ class _Scope:
         self.selectors = _source_label_selectors(self.virtual_services)
         self.endpoints = {s.hostname: mesh.endpoints.get(s.hostname, ()) for s in self.services}
         self.workload_certs = proxy.workload_certs
+        router = self.proxy_type == "router"
+        self.credential_names = credential_names(mesh.credentials, ns, gateways) if router else None
         # Only proxies doing mTLS check peers' SANs; for the others endpoint churn must not
         # change the key.
         self.identities = (
@@ -348,6 +351,7 @@ class _Scope:
                 repr(self.mesh_config),
                 self.workload_certs,
                 sorted(self.identities.items()),
+                sorted(self.credential_names or ()),
             )
         )
 
@@ -409,6 +413,7 @@ class _Scope:
             workload_certs=self.workload_certs,
             inbound_mtls=mtls,
             service_identities=self.identities,
+            credential_names=self.credential_names,
         )
 
 

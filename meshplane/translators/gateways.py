@@ -7,7 +7,8 @@ intersected as Istio does), with `httpsRedirect` as require_tls ALL.
 
 Other servers share a listener per (bind, port), one filter chain per server (Istio's
 shape): HTTPS with SIMPLE/MUTUAL termination matches the server's hosts as SNI, terminates
-TLS with the certificate files and routes by RDS ``https.PORT.PORTNAME.GW.NS``;
+TLS with the certificate files (or SDS ``kubernetes://NAME``; a server whose Secret is
+missing is left out, as Istio does) and routes by RDS ``https.PORT.PORTNAME.GW.NS``;
 PASSTHROUGH matches the `sniHosts` of bound `tls` routes and forwards the connection as is;
 TCP (and TLS terminated on a TLS port) forwards by bound `tcp` routes. A port whose first
 server is plain HTTP stays plain HTTP (Istio reports the others as conflicts).
@@ -36,6 +37,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 from meshplane.api.meta import Object
 from meshplane.api.networking.gateway import GatewaySpec, Server
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.model.gateway_credentials import missing_credential
 from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
 from meshplane.translators.domains import dedupe_domains
@@ -233,7 +235,8 @@ def _server_specs(
     view: ProxyView, bound: BoundServer, listener: str
 ) -> tuple[list[ChainSpec], list[RouteConfiguration]]:
     """The chains (and HTTPS route configuration) of one non-HTTP server; nothing for TLS
-    it cannot serve yet (credentialName, ISTIO_MUTUAL, AUTO_PASSTHROUGH)."""
+    it cannot serve (ISTIO_MUTUAL, AUTO_PASSTHROUGH, a `credentialName` whose Secret does
+    not exist: Envoy would wait for its SDS secret and keep the whole port warming)."""
     server, tls = bound.server, bound.server.tls
     if server.port.protocol not in ("HTTPS", "TLS"):
         return list(_l4_specs(view, bound)), []
@@ -241,7 +244,7 @@ def _server_specs(
         return [], []
     if tls.mode == PASSTHROUGH:
         return list(_l4_specs(view, bound)), []
-    if not terminates(tls):
+    if not terminates(tls) or missing_credential(tls, view.credential_names):
         return [], []
     if server.port.protocol == "TLS":
         return list(_l4_specs(view, bound, downstream_transport_socket(tls, http=False))), []
