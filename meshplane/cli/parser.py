@@ -8,11 +8,11 @@ from meshplane import __version__
 from meshplane.cli import (
     analyze_cmd,
     bootstrap_cmd,
-    not_implemented,
     proxy_config_cmd,
     proxy_status_cmd,
     serve_cmd,
     token_cmd,
+    up_cmd,
 )
 
 __all__ = ["build_parser"]
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshplane {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve_cmd.register(commands)
-    not_implemented.register_up(commands)
+    up_cmd.register(commands)
     bootstrap_cmd.register(commands)
     analyze_cmd.register(commands)
     token_cmd.register(commands)

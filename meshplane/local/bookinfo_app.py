@@ -11,6 +11,7 @@ so every hop is routed by Envoy, never directly.
 from __future__ import annotations
 
 import argparse
+import html
 import http.client
 import json
 import logging
@@ -88,7 +89,11 @@ def make_handler(service: str, version: str, mesh: Mesh) -> type[BaseHTTPRequest
             elif service == "ratings" and path.startswith("/ratings/"):
                 self.send_json(200, {"id": path.rsplit("/", 1)[-1], "ratings": RATINGS})
             elif service == "reviews" and path.startswith("/reviews/"):
-                self.send_json(200, reviews(version, mesh, fwd))
+                body = reviews(version, mesh, fwd)
+                # Who called, as the sidecar vouches for it (mTLS peer's SPIFFE ID in XFCC).
+                if xfcc := self.headers.get("x-forwarded-client-cert"):
+                    body["caller"] = xfcc
+                self.send_json(200, body)
             else:
                 self.send_json(404, {"error": f"{service} has no {path}"})
 
@@ -146,6 +151,8 @@ def productpage_html(mesh: Mesh, fwd: dict[str, str]) -> str:
             for x in r["reviews"]
         )
         served_by = r.get("podname", "?")
+        if "caller" in r:
+            revs += f"<p id='reviews-caller'>reviews saw caller: {html.escape(r['caller'])}</p>"
     else:
         revs = (
             f"<p class='error'>Sorry, product reviews are currently unavailable ({r_status}).</p>"

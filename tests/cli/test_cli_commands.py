@@ -107,11 +107,10 @@ def test_report_errors_exit_1_warnings_exit_0() -> None:
     assert report([]) == (["no problems found"], 0)
 
 
-@pytest.mark.parametrize("argv", [["up"]])
-async def test_unimplemented_commands_say_so_and_exit_2(argv: list[str]) -> None:
-    done = await run_cli(*argv)
+async def test_up_refuses_a_missing_example_dir(tmp_path: Path) -> None:
+    done = await run_cli("up", str(tmp_path / "missing"))
     assert done.code == 2
-    assert "not implemented yet" in done.err
+    assert "not a directory" in done.err
     assert done.out == ""
 
 
