@@ -8,15 +8,14 @@ shared/reference/xds-protocol.md section 1.
 
 from __future__ import annotations
 
-import itertools
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
 from meshplane.xds import encoding, ttl, type_urls
 from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
+from meshplane.xds.session import StreamSession
 from meshplane.xds.snapshot import CachedResource, TypeResources
 
 
@@ -157,44 +156,17 @@ class DeltaTypeState(TypeProgress):
         self.sent_version = version
 
 
-class DeltaSession:
+class DeltaSession(StreamSession[DeltaTypeState]):
     """All types of one Delta stream; nonces are unique across its types (rule 4)."""
 
     protocol = "delta"
-
-    def __init__(
-        self, control_plane_id: str = "", clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.states: dict[str, DeltaTypeState] = {}
-        self._nonces = itertools.count(1)
-        self.ttl_enabled = False
-        """The client advertised resource TTLs (rule 42)."""
-        self._clock = clock
-        self._trailer = (
-            encoding.field(encoding.DELTA_CONTROL_PLANE, encoding.control_plane(control_plane_id))
-            if control_plane_id
-            else b""
-        )
-
-    def state(self, type_url: str) -> DeltaTypeState:
-        """The state for a type, created on first use (rule 5: types are independent)."""
-        found = self.states.get(type_url)
-        if found is None:
-            found = self.states[type_url] = DeltaTypeState(type_url)
-        return found
+    state_class = DeltaTypeState
+    nonce_field = encoding.DELTA_NONCE
+    control_plane_field = encoding.DELTA_CONTROL_PLANE
 
     def handle(self, req: DeltaDiscoveryRequest) -> RequestOutcome:
         """Apply one request (its type_url already checked non-empty)."""
         return self.state(req.type_url).handle(req)
-
-    def enable_ttl(self) -> None:
-        """Serve this client the TTLs snapshots carry, and heartbeats (rules 42/43)."""
-        self.ttl_enabled = True
-
-    def next_heartbeat_at(self) -> float | None:
-        """When the earliest heartbeat of this stream is due (monotonic), None if none is."""
-        due = [t for st in self.states.values() if (t := ttl.heartbeat_at(st)) is not None]
-        return min(due, default=None)
 
     def next_response(self, resources: TypeResources) -> Outgoing | None:
         """The response this client needs for one type now, if any; marks it sent."""
@@ -214,26 +186,23 @@ class DeltaSession:
         if found is None:
             return self._heartbeat(st) if ttl_now is not None else None
         send, removed = found
-        nonce = str(next(self._nonces))
+        entries = (ttl.delta_entry(r, ttl_now) for r in send)
+        body = encoding.delta_body(resources.version, resources.type_url, entries, removed)
+        nonce, data = self._framed(body)
         st.mark_sent(resources.version, nonce, send, removed)
         if self.ttl_enabled:
             ttl.note_sent(st, ttl_now, send, self._clock())
-        entries = (ttl.delta_entry(r, ttl_now) for r in send)
-        body = encoding.delta_body(resources.version, resources.type_url, entries, removed)
-        data = body + self._trailer + encoding.text_field(encoding.DELTA_NONCE, nonce)
         return Outgoing(st.type_url, resources.version, nonce, data, tuple(send), tuple(removed))
 
     def _heartbeat(self, st: DeltaTypeState) -> Outgoing | None:
         """Rule 43: refresh the TTL of what the client holds, if due."""
-        due = ttl.heartbeat_at(st)
-        now = self._clock()
-        if due is None or st.ttl_sent is None or now < due:
+        now = self._heartbeat_due(st)
+        if now is None or st.ttl_sent is None:
             return None
         entries = ttl.heartbeat_entries(st.held, st.ttl_sent, self.protocol)
         body = encoding.delta_body(st.sent_version, st.type_url, [entries], ())
-        nonce = str(next(self._nonces))
+        nonce, data = self._framed(body)
         st.nonce, st.pending, st.heartbeat_out, st.refreshed_at = nonce, True, True, now
-        data = body + self._trailer + encoding.text_field(encoding.DELTA_NONCE, nonce)
         return Outgoing(st.type_url, st.sent_version, nonce, data, heartbeat=True)
 
     def clusters_sent(

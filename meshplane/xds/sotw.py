@@ -22,11 +22,9 @@ name sets are canonical frozensets shared by every stream that asks for the same
 
 from __future__ import annotations
 
-import itertools
 import sys
-import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -34,6 +32,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from meshplane.xds import encoding, ttl, type_urls
 from meshplane.xds.progress import Outgoing, RequestKind, RequestOutcome, TypeProgress
+from meshplane.xds.session import StreamSession
 from meshplane.xds.snapshot import CachedResource, TypeResources, View
 
 _NOTHING: Mapping[str, CachedResource] = MappingProxyType({})
@@ -234,44 +233,17 @@ class SotwTypeState(TypeProgress):
         self.held = view.resources
 
 
-class SotwSession:
+class SotwSession(StreamSession[SotwTypeState]):
     """All types of one SotW stream; nonces are unique across its types (rule 4)."""
 
     protocol = "sotw"
-
-    def __init__(
-        self, control_plane_id: str = "", clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.states: dict[str, SotwTypeState] = {}
-        self._nonces = itertools.count(1)
-        self.ttl_enabled = False
-        """The client advertised resource TTLs and Resource wrappers in SotW (rule 42)."""
-        self._clock = clock
-        self._trailer = (
-            encoding.field(encoding.SOTW_CONTROL_PLANE, encoding.control_plane(control_plane_id))
-            if control_plane_id
-            else b""
-        )
-
-    def state(self, type_url: str) -> SotwTypeState:
-        """The state for a type, created on first use (rule 5: types are independent)."""
-        found = self.states.get(type_url)
-        if found is None:
-            found = self.states[type_url] = SotwTypeState(type_url)
-        return found
+    state_class = SotwTypeState
+    nonce_field = encoding.SOTW_NONCE
+    control_plane_field = encoding.SOTW_CONTROL_PLANE
 
     def handle(self, req: DiscoveryRequest) -> RequestOutcome:
         """Apply one request (its type_url already checked non-empty)."""
         return self.state(req.type_url).handle(req)
-
-    def enable_ttl(self) -> None:
-        """Serve this client the TTLs snapshots carry, and heartbeats (rules 42/43)."""
-        self.ttl_enabled = True
-
-    def next_heartbeat_at(self) -> float | None:
-        """When the earliest heartbeat of this stream is due (monotonic), None if none is."""
-        due = [t for st in self.states.values() if (t := ttl.heartbeat_at(st)) is not None]
-        return min(due, default=None)
 
     def next_response(self, resources: TypeResources) -> Outgoing | None:
         """The response this client needs for one type now, if any; marks it sent."""
@@ -303,11 +275,10 @@ class SotwSession:
                 return self._heartbeat(st) if ttl_now is not None else None
             sent = lacking.resources
             body = lacking.body if ttl_now is None else self._ttl_body(view, sent, ttl_now)
-        nonce = str(next(self._nonces))
+        nonce, data = self._framed(body)
         st.mark_sent(view, nonce)
         if self.ttl_enabled:
             ttl.note_sent(st, ttl_now, sent, self._clock())
-        data = body + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
         return Outgoing(st.type_url, view.version, nonce, data, sent)
 
     @staticmethod
@@ -317,17 +288,15 @@ class SotwSession:
 
     def _heartbeat(self, st: SotwTypeState) -> Outgoing | None:
         """Rule 43: refresh the TTL of what the client holds, if due."""
-        due = ttl.heartbeat_at(st)
-        now = self._clock()
-        if due is None or st.ttl_sent is None or now < due:
+        now = self._heartbeat_due(st)
+        if now is None or st.ttl_sent is None:
             return None
         # Envoy takes a SotW resource without body as a heartbeat only when the response
         # repeats the version it last accepted.
         entries = ttl.heartbeat_entries(st.held, st.ttl_sent, self.protocol)
         body = encoding.sotw_body(st.acked_version, st.type_url, [entries])
-        nonce = str(next(self._nonces))
+        nonce, data = self._framed(body)
         st.nonce, st.pending, st.heartbeat_out, st.refreshed_at = nonce, True, True, now
-        data = body + self._trailer + encoding.text_field(encoding.SOTW_NONCE, nonce)
         return Outgoing(st.type_url, st.acked_version, nonce, data, heartbeat=True)
 
     def clusters_sent(
