@@ -50,28 +50,9 @@ def wait_for(what: str, ok: Callable[[], bool], timeout: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def upstream(name: str) -> Iterator[int]:
-    """An HTTP server answering every GET with its name; yields its port."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = name.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    """An HTTP/1.0 server answering every GET with its name; yields its port."""
+    with behaving_upstream(name, protocol_version="HTTP/1.0") as port:
+        yield port
 
 
 class Proc:
@@ -247,12 +228,15 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def behaving_upstream(name: str, status: int = 200, delay: float = 0.0) -> Iterator[int]:
+def behaving_upstream(
+    name: str, status: int = 200, delay: float = 0.0, protocol_version: str = "HTTP/1.1"
+) -> Iterator[int]:
     """An HTTP server answering every GET with `status` and its name after `delay` seconds
     (a slow or failing backend); yields its port."""
+    version = protocol_version
 
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+        protocol_version = version
 
         def do_GET(self) -> None:
             if delay:
