@@ -141,14 +141,28 @@ class LoadClient:
         self.responses_by_type[type_url] += 1
 
     async def _run_sotw(self, channel: grpc.aio.Channel, proxy: SimulatedProxy) -> None:
+        await self._run_stream(
+            channel, proxy, SOTW_METHOD, discovery_pb2.DiscoveryRequest, self._on_sotw_response
+        )
+
+    async def _run_stream(
+        self,
+        channel: grpc.aio.Channel,
+        proxy: SimulatedProxy,
+        method: str,
+        request_class: Any,
+        on_response: Any,
+    ) -> None:
+        """Open one stream, ask for CDS and LDS as Envoy does (legacy wildcard: no names),
+        then hand every raw response to `on_response` until the server closes."""
         call = channel.stream_stream(
-            SOTW_METHOD,
-            request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
+            method,
+            request_serializer=request_class.SerializeToString,
             response_deserializer=None,
         )()
         try:
             for first, type_url in enumerate((CDS, LDS)):
-                request = discovery_pb2.DiscoveryRequest(type_url=type_url)
+                request = request_class(type_url=type_url)
                 if first == 0:
                     request.node.CopyFrom(proxy.node)
                 await call.write(request)
@@ -157,7 +171,7 @@ class LoadClient:
                 if raw is grpc.aio.EOF:
                     proxy.error = proxy.error or "server closed the stream"
                     return
-                await self._on_sotw_response(call, proxy, raw)
+                await on_response(call, proxy, raw)
         finally:
             call.cancel()
 
@@ -216,26 +230,13 @@ class LoadClient:
         )
 
     async def _run_delta(self, channel: grpc.aio.Channel, proxy: SimulatedProxy) -> None:
-        call = channel.stream_stream(
+        await self._run_stream(
+            channel,
+            proxy,
             DELTA_METHOD,
-            request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
-            response_deserializer=None,
-        )()
-        try:
-            for first, type_url in enumerate((CDS, LDS)):
-                # legacy wildcard, as Envoy sends it: nothing subscribed, nothing unsubscribed
-                request = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url)
-                if first == 0:
-                    request.node.CopyFrom(proxy.node)
-                await call.write(request)
-            while True:
-                raw = await call.read()
-                if raw is grpc.aio.EOF:
-                    proxy.error = proxy.error or "server closed the stream"
-                    return
-                await self._on_delta_response(call, proxy, raw)
-        finally:
-            call.cancel()
+            discovery_pb2.DeltaDiscoveryRequest,
+            self._on_delta_response,
+        )
 
     async def _on_delta_response(self, call: Any, proxy: SimulatedProxy, raw: bytes) -> None:
         received = time.monotonic()
