@@ -32,7 +32,7 @@ golden: $(STAMP)
 	$(BIN)/pytest -q tests/golden --update-golden
 
 demo: $(STAMP)
-	$(BIN)/python -m meshplane.local.demo examples/bookinfo
+	$(BIN)/meshplane up examples/bookinfo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

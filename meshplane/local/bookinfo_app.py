@@ -1,11 +1,14 @@
 """Bookinfo's four services in one small program, so the local mesh has real apps to route.
 
-`python -m meshplane.local.bookinfo_app --service reviews --version v2 --port 19084`
+`python -m meshplane.local.bookinfo_app --service reviews --version v2 --port 9080`
 serves what Istio's bookinfo service of that name serves (productpage's HTML page, details,
 reviews and ratings JSON) and calls the others the way bookinfo does: productpage calls
-details and reviews; reviews v2/v3 call ratings. Calls to another service go to
-`--mesh-address` (a gateway or sidecar listener) with `Host: NAME.NAMESPACE.svc.cluster.local`,
-so every hop is routed by Envoy, never directly.
+details and reviews; reviews v2/v3 call ratings. Calls go to `http://NAME:9080` as in
+Kubernetes (in a pod with iptables, its sidecar captures them), or, given `--mesh-address`
+(a sidecar's outbound listener without iptables, or a gateway), there with
+`Host: NAME.NAMESPACE.svc.cluster.local`, so every hop is routed by Envoy, never directly.
+`meshplane up` passes the pod's addresses in the environment (POD_LOOPBACK, POD_OUTBOUND)
+when it runs pods without iptables.
 """
 
 from __future__ import annotations
@@ -29,18 +32,25 @@ STARS = {"v1": None, "v2": "black", "v3": "red"}
 class Mesh:
     """Where calls to other services go, and the headers that make Envoy route them."""
 
-    def __init__(self, address: str, namespace: str, timeout: float = 3.0) -> None:
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host or "127.0.0.1", int(port)
+    def __init__(self, address: str | None, namespace: str, timeout: float = 3.0) -> None:
+        self.address = address
         self.namespace = namespace
         self.timeout = timeout
 
+    def _target(self, service: str) -> tuple[str, int, str]:
+        """(host, port, Host header) of a call to `service`."""
+        if not self.address:
+            return service, 9080, f"{service}:9080"
+        host, sep, port = self.address.partition(":")
+        fqdn = f"{service}.{self.namespace}.svc.cluster.local"
+        return host or "127.0.0.1", int(port) if sep else 9080, f"{fqdn}:9080"
+
     def get_json(self, service: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
         """GET http://SERVICE:9080/PATH through the mesh; returns (status, decoded body)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        host, port, authority = self._target(service)
+        conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         try:
-            fqdn = f"{service}.{self.namespace}.svc.cluster.local"
-            conn.request("GET", path, headers={"Host": f"{fqdn}:9080", **headers})
+            conn.request("GET", path, headers={"Host": authority, **headers})
             resp = conn.getresponse()
             body = resp.read()
             try:
@@ -175,9 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--version", default="v1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--bind", default="127.0.0.1")
+    p.add_argument("--bind", default=os.environ.get("POD_LOOPBACK", "0.0.0.0"))
     p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "default"))
-    p.add_argument("--mesh-address", default="127.0.0.1:8080", help="where calls to services go")
+    p.add_argument(
+        "--mesh-address",
+        default=os.environ.get("POD_OUTBOUND") or None,
+        help="HOST[:PORT] where calls to services go (default: the service's name)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     mesh = Mesh(args.mesh_address, args.namespace)

