@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -95,11 +96,23 @@ class ControlPlane:
                 await stop()
 
 
+# Where Debian, Ubuntu and Alpine keep the system trust bundle (Istio's agent looks there
+# first too).
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def system_ca_bundle() -> str:
+    """The system trust bundle's path when this machine has one, else ""."""
+    return str(SYSTEM_CA_BUNDLE) if SYSTEM_CA_BUNDLE.is_file() else ""
+
+
 async def start(options: ServeOptions) -> ControlPlane:
     """Load the initial config, start xDS and the debug API, and watch for changes."""
     if options.kubernetes:
         raise NotImplementedError("--kubernetes comes with the Kubernetes issue; use --config-dir")
-    store = ConfigStore(MeshConfig(trust_domain=options.trust_domain))
+    store = ConfigStore(
+        MeshConfig(trust_domain=options.trust_domain, system_ca_bundle=system_ca_bundle())
+    )
     cache = SnapshotCache()
     sync = SyncStatus(cache)
     registry = CollectorRegistry()

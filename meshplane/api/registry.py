@@ -19,6 +19,7 @@ from meshplane.api.parsers import kubernetes
 from meshplane.api.parsers.authorization_policy import authorization_policy
 from meshplane.api.parsers.destination_rule import destination_rule
 from meshplane.api.parsers.gateway import gateway
+from meshplane.api.parsers.mesh_config import config_map, is_mesh_config
 from meshplane.api.parsers.metadata import DEFAULT_NAMESPACE, object_meta
 from meshplane.api.parsers.peer_authentication import peer_authentication
 from meshplane.api.parsers.request_authentication import request_authentication
@@ -71,6 +72,14 @@ _ENFORCED_SECURITY: dict[str, Parser] = {
     "RequestAuthentication": _istio(request_authentication),
 }
 
+
+def _config_map(root: Fields, meta: ObjectMeta) -> Any:
+    """Only ConfigMap istio-system/istio is mesh config (Istio's MeshConfig); others are not."""
+    if not is_mesh_config(meta):
+        raise UnsupportedKind(f"ConfigMap {meta.name} is not mesh config", severity="ignore")
+    return config_map(root, meta)
+
+
 KINDS: dict[tuple[str, str, str], Parser] = {
     **{(NETWORKING, v, k): p for k, p in _NETWORKING_KINDS.items() for v in ISTIO_VERSIONS},
     **{
@@ -82,6 +91,7 @@ KINDS: dict[tuple[str, str, str], Parser] = {
     ("", "v1", "Pod"): kubernetes.pod,
     ("", "v1", "Namespace"): kubernetes.namespace,
     ("", "v1", "Secret"): secret,  # TLS credentials for credentialName (never logged)
+    ("", "v1", "ConfigMap"): _config_map,  # istio-system/istio: MeshConfig
     ("discovery.k8s.io", "v1", "EndpointSlice"): kubernetes.endpoint_slice,
 }
 CLUSTER_SCOPED = frozenset({"Namespace"})

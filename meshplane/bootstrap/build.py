@@ -20,6 +20,7 @@ from google.protobuf import json_format
 
 from meshplane.bootstrap.node import node
 from meshplane.bootstrap.options import BootstrapOptions
+from meshplane.bootstrap.stats_tags import stats_config
 from meshplane.bootstrap.status_listeners import status_clusters, status_listeners
 from meshplane.bootstrap.xds_cluster import dynamic_resources, xds_cluster
 
@@ -34,6 +35,7 @@ def bootstrap_dict(opts: BootstrapOptions) -> dict[str, Any]:
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}
         },
         "dynamic_resources": dynamic_resources(opts),
+        "stats_config": stats_config(opts),
         "static_resources": {
             "listeners": status_listeners(opts),
             "clusters": [*status_clusters(opts), xds_cluster(opts)],

@@ -9,6 +9,7 @@ from here too (DNS and IP SANs instead of a SPIFFE ID).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 from collections.abc import Sequence
@@ -70,7 +71,8 @@ def issue_server(
     *,
     now: datetime.datetime | None = None,
 ) -> WorkloadCert:
-    """A serving certificate for the TLS xDS port: each of `names` as an IP or DNS SAN."""
+    """A serving certificate for the TLS xDS port: each of `names` as an IP or DNS SAN; the
+    chain ends with the CA's bridge (root-bridge.pem) when it has one."""
     entries: list[x509.GeneralName] = []
     for name in dict.fromkeys(names):
         try:
@@ -78,7 +80,7 @@ def issue_server(
         except ValueError:
             entries.append(x509.DNSName(name))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]) if names else None
-    return _issue(
+    made = _issue(
         ca,
         subject or x509.Name([]),
         x509.SubjectAlternativeName(entries),
@@ -87,6 +89,11 @@ def issue_server(
         key_type,
         now,
     )
+    if not ca.bridge:
+        return made
+    # After a root rotation: proxies bootstrapped with an earlier root still verify the
+    # port through the current root cross-signed by theirs.
+    return dataclasses.replace(made, chain_pem=made.chain_pem + certs_pem(ca.bridge))
 
 
 def _issue(

@@ -6,10 +6,14 @@ intermediate under their own root) drops the same four files Istio would take:
 signing certificate up to the root) and `root-cert.pem` (the trust bundle: one or more
 roots). Without them meshplane makes a self-signed root (ECDSA P-256 by default, 10 years)
 and writes all four with mode 0600; later starts reuse them, so proxies keep trusting it.
+After a root rotation a fifth file, `root-bridge.pem`, holds the current root cross-signed
+by the earlier ones (ca/next_root.py), so proxies bootstrapped with an earlier root still
+verify the TLS xDS port.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import stat
@@ -34,6 +38,7 @@ __all__ = [
     "CA_CERT",
     "CA_KEY",
     "CERT_CHAIN",
+    "ROOT_BRIDGE",
     "ROOT_CERT",
     "ROOT_LIFETIME",
     "BadCaFiles",
@@ -49,6 +54,7 @@ ROOT_CERT = "root-cert.pem"
 CA_CERT = "ca-cert.pem"
 CA_KEY = "ca-key.pem"
 CERT_CHAIN = "cert-chain.pem"
+ROOT_BRIDGE = "root-bridge.pem"
 FILES = (ROOT_CERT, CA_CERT, CA_KEY, CERT_CHAIN)
 ROOT_LIFETIME = datetime.timedelta(days=3650)
 _BACKDATE = datetime.timedelta(minutes=5)  # tolerate clock skew between machines
@@ -69,6 +75,9 @@ class CertificateAuthority:
     """`cert-chain.pem`: the signing certificate up to the root."""
     roots: tuple[x509.Certificate, ...]
     """`root-cert.pem`: every root a proxy should trust (two while a root rotates)."""
+    bridge: tuple[x509.Certificate, ...] = ()
+    """`root-bridge.pem`: the root cross-signed by earlier roots (empty until a rotation).
+    Only the TLS xDS port sends it, for proxies whose bootstrap trusts an earlier root."""
 
     @property
     def root_pem(self) -> bytes:
@@ -85,7 +94,7 @@ class CertificateAuthority:
     def trusting(self, extra: Sequence[x509.Certificate]) -> CertificateAuthority:
         """The same signer with `extra` roots added to the trust bundle (root rotation)."""
         roots = self.roots + tuple(r for r in extra if r not in self.roots)
-        return CertificateAuthority(self.key, self.cert, self.chain, roots)
+        return dataclasses.replace(self, roots=roots)
 
     def save(self, state_dir: Path) -> None:
         """Write the four plug-in CA files (mode 0600)."""
@@ -94,6 +103,11 @@ class CertificateAuthority:
         write_private(state_dir / CA_CERT, certs_pem([self.cert]))
         write_private(state_dir / CERT_CHAIN, certs_pem(self.chain))
         write_private(state_dir / ROOT_CERT, self.root_pem)
+        bridge = state_dir / ROOT_BRIDGE
+        if self.bridge:
+            write_private(bridge, certs_pem(self.bridge))
+        else:
+            bridge.unlink(missing_ok=True)
 
 
 def certs_pem(certs: Sequence[x509.Certificate]) -> bytes:
@@ -107,6 +121,7 @@ def self_signed_root(
     *,
     lifetime: datetime.timedelta = ROOT_LIFETIME,
     now: datetime.datetime | None = None,
+    common_name: str = "meshplane root CA",
 ) -> CertificateAuthority:
     """A new self-signed root, named like Istio's (O = the trust domain)."""
     key = generate_key(key_type)
@@ -114,7 +129,7 @@ def self_signed_root(
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain),
-            x509.NameAttribute(NameOID.COMMON_NAME, "meshplane root CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
     public = key.public_key()
@@ -182,7 +197,16 @@ def load(directory: Path) -> CertificateAuthority:
         raise BadCaFiles(f"{key_path} is not the key of {directory / CA_CERT}")
     if chain[0] != cert:
         raise BadCaFiles(f"{chain_path} must start with the certificate of {CA_CERT}")
-    return CertificateAuthority(key, cert, chain, roots)
+    return CertificateAuthority(key, cert, chain, roots, _load_bridge(directory / ROOT_BRIDGE))
+
+
+def _load_bridge(path: Path) -> tuple[x509.Certificate, ...]:
+    """The cross-signed roots still valid (an expired one helps no proxy)."""
+    if not path.exists():
+        return ()
+    now = datetime.datetime.now(datetime.UTC)
+    certs = x509.load_pem_x509_certificates(path.read_bytes())
+    return tuple(c for c in certs if c.not_valid_after_utc > now)
 
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

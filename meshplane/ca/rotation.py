@@ -97,15 +97,19 @@ class Rotator:
         self._certs.pop(identity, None)
 
     async def _issue(self, identity: SpiffeId) -> WorkloadCert:
-        ca = self.ca
-        if self.key_type == "ecdsa":
-            cert = issue(ca, identity, self.ttl, self.key_type)  # ~0.2 ms: not worth a thread
-        else:
-            # RSA key generation takes tens of milliseconds: keep the event loop serving.
-            cert = await asyncio.to_thread(issue, ca, identity, self.ttl, self.key_type)
-        if self.on_issue is not None:
-            self.on_issue(identity, cert)
-        return cert
+        while True:
+            ca = self.ca
+            if self.key_type == "ecdsa":
+                cert = issue(ca, identity, self.ttl, self.key_type)  # ~0.2 ms: no thread
+            else:
+                # RSA key generation takes tens of milliseconds: keep the event loop serving.
+                cert = await asyncio.to_thread(issue, ca, identity, self.ttl, self.key_type)
+            if self.on_issue is not None:
+                self.on_issue(identity, cert)
+            # A root rotation switched signers while this one was made: a certificate from
+            # the old signer could outlive the old root's place in the trust bundle.
+            if self.ca.cert == ca.cert:
+                return cert
 
     def next_renewal(self) -> datetime.datetime | None:
         """When the earliest certificate is due."""
@@ -144,7 +148,8 @@ class Rotator:
         """Move signing to `new` without a moment where a peer distrusts a certificate.
 
         `settle` returns once the proxies have had time to take the last push (the caller
-        knows how: a delay, or waiting for every SDS ACK).
+        knows how: a delay, or waiting for every SDS ACK); it is called with `self.ca`
+        trusting both roots, first still signing with the old one, then with the new one.
         """
         old_roots = self.ca.roots
         self.ca = self.ca.trusting(new.roots)

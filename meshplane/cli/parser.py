@@ -8,6 +8,7 @@ from meshplane import __version__
 from meshplane.cli import (
     analyze_cmd,
     bootstrap_cmd,
+    ca_cmd,
     proxy_config_cmd,
     proxy_status_cmd,
     serve_cmd,
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     bootstrap_cmd.register(commands)
     analyze_cmd.register(commands)
     token_cmd.register(commands)
+    ca_cmd.register(commands)
     proxy_status_cmd.register(commands)
     proxy_config_cmd.register(commands)
     return parser

@@ -7,6 +7,8 @@ details and reviews; reviews v2/v3 call ratings. Calls go to `http://NAME:9080` 
 Kubernetes (in a pod with iptables, its sidecar captures them), or, given `--mesh-address`
 (a sidecar's outbound listener without iptables, or a gateway), there with
 `Host: NAME.NAMESPACE.svc.cluster.local`, so every hop is routed by Envoy, never directly.
+`--direct details=127.0.0.1:9081,...` is the no-mesh baseline (bench/issue5.py): calls go
+straight to the given app addresses, no proxy at all.
 `meshplane up` passes the pod's addresses in the environment (POD_LOOPBACK, POD_OUTBOUND)
 when it runs pods without iptables.
 """
@@ -32,13 +34,23 @@ STARS = {"v1": None, "v2": "black", "v3": "red"}
 class Mesh:
     """Where calls to other services go, and the headers that make Envoy route them."""
 
-    def __init__(self, address: str | None, namespace: str, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        namespace: str,
+        timeout: float = 3.0,
+        direct: dict[str, tuple[str, int]] | None = None,
+    ) -> None:
         self.address = address
         self.namespace = namespace
         self.timeout = timeout
+        self.direct = direct or {}
 
     def _target(self, service: str) -> tuple[str, int, str]:
         """(host, port, Host header) of a call to `service`."""
+        if service in self.direct:
+            direct_host, direct_port = self.direct[service]
+            return direct_host, direct_port, f"{service}:9080"
         if not self.address:
             return service, 9080, f"{service}:9080"
         host, sep, port = self.address.partition(":")
@@ -178,6 +190,18 @@ def productpage_html(mesh: Mesh, fwd: dict[str, str]) -> str:
     )
 
 
+def parse_direct(text: str) -> dict[str, tuple[str, int]]:
+    """`details=127.0.0.1:9081,reviews=...` -> {"details": ("127.0.0.1", 9081), ...}."""
+    out: dict[str, tuple[str, int]] = {}
+    for item in filter(None, text.split(",")):
+        name, _, address = item.partition("=")
+        host, _, port = address.rpartition(":")
+        if not name or not host or not port.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected SERVICE=HOST:PORT")
+        out[name.strip()] = (host, int(port))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -192,9 +216,16 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("POD_OUTBOUND") or None,
         help="HOST[:PORT] where calls to services go (default: the service's name)",
     )
+    p.add_argument(
+        "--direct",
+        type=parse_direct,
+        default={},
+        metavar="SERVICE=HOST:PORT,...",
+        help="call these services at these addresses, bypassing any mesh (a no-mesh baseline)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    mesh = Mesh(args.mesh_address, args.namespace)
+    mesh = Mesh(args.mesh_address, args.namespace, direct=args.direct)
     server = ThreadingHTTPServer(
         (args.bind, args.port), make_handler(args.service, args.version, mesh)
     )

@@ -13,6 +13,7 @@ from meshplane.api.errors import ValidationError
 from meshplane.api.meta import Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.virtual_service import Destination, VirtualServiceSpec
+from meshplane.model.client_credentials import client_credential_warnings
 from meshplane.model.delegates import delegate_lookup, delegate_warnings
 from meshplane.model.gateway_credentials import credential_warnings
 from meshplane.model.hosts import host_matches
@@ -38,6 +39,20 @@ def exported_to(obj: Object[Any], export_to: tuple[str, ...]) -> frozenset[str]:
     return frozenset(obj.namespace if e == "." else e for e in export_to if e != "~")
 
 
+def exported_more_widely(scope: frozenset[str], than: frozenset[str]) -> bool:
+    """True when `scope` reaches every namespace `than` does, and more (exported_to sets)."""
+    return scope != than and ("*" in scope or ("*" not in than and than <= scope))
+
+
+def merges_into(older: Object[DestinationRuleSpec], younger: Object[DestinationRuleSpec]) -> bool:
+    """Istio's enhanced merge: a younger DestinationRule for the same host (neither with a
+    workload selector) merges into an older one exported to the same namespaces, or to
+    fewer than it is."""
+    scope = exported_to(younger, younger.spec.export_to)
+    into = exported_to(older, older.spec.export_to)
+    return scope == into or exported_more_widely(scope, into)
+
+
 def _scopes_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
     return "*" in a or "*" in b or bool(a & b)
 
@@ -56,6 +71,7 @@ def cross_object_warnings(
     found += _dangling_references(model)
     found += _destination_rule_checks(model)
     found += credential_warnings(model)
+    found += client_credential_warnings(model)
     found += delegate_warnings(model.virtual_services, delegate_lookup(model.virtual_services))
     for host, objs in sorted(host_claims.items()):
         winner = objs[0]
@@ -160,16 +176,18 @@ def _dangling_references(model: MeshModel) -> Iterator[ValidationError]:
 
 
 def _destination_rule_checks(model: MeshModel) -> Iterator[ValidationError]:
-    seen: dict[tuple[str, str], Object[DestinationRuleSpec]] = {}
+    seen: dict[tuple[str, str], list[Object[DestinationRuleSpec]]] = {}
     for dr in model.destination_rules:
         host = dr.spec.host
         if "*" not in host and host not in model.services:
             yield _warn(dr, "spec.host", f"host {host} is not a known service")
         if dr.spec.workload_selector:
             continue
-        first = seen.setdefault((dr.namespace, host), dr)
-        if first is not dr:
+        older = seen.setdefault((dr.namespace, host), [])
+        first = next((o for o in older if merges_into(o, dr)), None)
+        if first is not None:
             yield from _merge_warnings(first, dr)
+        older.append(dr)
 
 
 def _merge_warnings(

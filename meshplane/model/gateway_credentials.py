@@ -26,6 +26,7 @@ __all__ = [
     "credential_names",
     "credential_warnings",
     "missing_credential",
+    "provided_credentials",
     "referenced_credentials",
 ]
 
@@ -72,6 +73,11 @@ def _provided(credentials: Credentials, namespace: str) -> Iterator[str]:
             yield name + CA_SUFFIX
             if name.endswith(CA_SUFFIX):
                 yield name
+
+
+def provided_credentials(credentials: Credentials, namespace: str) -> frozenset[str]:
+    """Every credential name `namespace`'s Secrets provide."""
+    return frozenset(_provided(credentials, namespace))
 
 
 def credential_names(

@@ -29,6 +29,23 @@ class MeshConfig:
     dns_domain_suffix: str = "svc.cluster.local"
     connect_timeout: float = 10.0
     enable_auto_mtls: bool = True
+    # The system trust bundle (a file path, "" if none): what TLS origination verifies a
+    # server against when a DestinationRule gives no caCertificates (Istio's
+    # VERIFY_CERTIFICATE_AT_CLIENT). `serve` sets it; translators never look at the disk.
+    system_ca_bundle: str = ""
+    # Telemetry (Istio's accessLogFile, accessLogEncoding, enableTracing and
+    # defaultConfig.tracing). Without an `istio` ConfigMap proxies log JSON to stdout and
+    # trace nothing; with one, Istio's defaults apply to what it leaves out.
+    access_log_file: str = "/dev/stdout"  # "" = no access log
+    access_log_encoding: str = "JSON"  # or TEXT
+    enable_tracing: bool = False
+    zipkin_address: str = ""  # HOST:PORT of the Zipkin collector; tracing needs one
+    trace_sampling: float = 1.0  # percent of requests a proxy starts a trace for
+
+    @property
+    def tracing(self) -> bool:
+        """Whether proxies send Zipkin spans: enabled and given a collector address."""
+        return self.enable_tracing and bool(self.zipkin_address)
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,7 +31,8 @@ NsName = tuple[str, str]
 def _with_revision(svc: Service) -> Service:
     shape = repr(
         (svc.hostname, svc.namespace, svc.name, svc.ports, svc.addresses, svc.resolution,
-         svc.location, svc.export_to, sorted(svc.labels.items()), svc.source)
+         svc.location, svc.export_to, sorted(svc.labels.items()), svc.source,
+         svc.subject_alt_names)
     )  # fmt: skip
     digest = hashlib.sha256(shape.encode()).hexdigest()[:16]
     return Service(**{**svc.__dict__, "revision": digest})
@@ -92,6 +93,7 @@ def service_entry_services(obj: Object[ServiceEntrySpec]) -> list[Service]:
                 export_to=spec.export_to,
                 labels=dict(obj.meta.labels),
                 source="serviceentry",
+                subject_alt_names=spec.subject_alt_names,
             )
         )
         for host in spec.hosts

@@ -38,6 +38,9 @@ class Service:
     labels: Mapping[str, str] = field(default_factory=dict)
     source: str = "kubernetes"  # kubernetes | serviceentry
     revision: str = ""
+    subject_alt_names: tuple[str, ...] = ()
+    """A ServiceEntry's `subjectAltNames`: identities its endpoints may present, checked
+    with those of its workloads' service accounts by mesh mTLS clients (Istio)."""
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.number == number), None)

@@ -18,6 +18,7 @@ from meshplane.model.analysis import cross_object_warnings
 from meshplane.model.changes import NO_CHANGE, Change
 from meshplane.model.hosts import resolve_destination_rule, resolve_virtual_service
 from meshplane.model.mesh import MeshConfig, MeshModel
+from meshplane.model.mesh_config import effective_mesh_config
 from meshplane.model.registry import REGISTRY_KINDS, ServiceRegistry
 from meshplane.sources.events import Event, Op, SourceCleared, SourceError
 
@@ -32,6 +33,7 @@ CONFIG_KINDS = (
     "AuthorizationPolicy",
     "RequestAuthentication",
     "Secret",
+    "ConfigMap",  # only istio-system/istio (MeshConfig) is accepted
 )
 Item = Event | SourceError | SourceCleared
 
@@ -217,6 +219,10 @@ class ConfigStore:
 
     def _build(self) -> MeshModel:
         services = self._registry.services()
+        configmaps = self._configs("ConfigMap")
+        mesh_config, mesh_warnings = effective_mesh_config(
+            self.mesh_config, configmaps[0] if configmaps else None
+        )
         model = MeshModel(
             version=self._version,
             services=services,
@@ -229,11 +235,11 @@ class ConfigStore:
             authorization_policies=self._configs("AuthorizationPolicy"),
             request_authentications=self._configs("RequestAuthentication"),
             credentials={(o.namespace, o.name): o.spec for o in self._configs("Secret")},
-            mesh_config=self.mesh_config,
+            mesh_config=mesh_config,
         )
         claims = {
             host: [self._objects[k] for k in keys if k in self._objects]
             for host, keys in self._registry.conflicts.items()
         }
-        warnings = cross_object_warnings(model, claims)
+        warnings = mesh_warnings + cross_object_warnings(model, claims)
         return MeshModel(**{**model.__dict__, "warnings": tuple(warnings)})

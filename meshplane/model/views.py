@@ -22,7 +22,7 @@ from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
-from meshplane.model.analysis import exported_to, gateway_refs
+from meshplane.model.analysis import exported_more_widely, exported_to, gateway_refs
 from meshplane.model.delegates import delegate_lookup, resolve
 from meshplane.model.gateway_credentials import credential_names
 from meshplane.model.hosts import host_matches, specificity
@@ -209,9 +209,12 @@ class _MeshIndex:
         key = (ns, proxy_ns, tuple(d.key for d in selected))
         table = self._rule_tables.get(key)
         if table is None:
-            plain = [d for d in self.drs.get(ns, ()) if not d.spec.workload_selector]
-            if ns != proxy_ns:
-                plain = [d for d in plain if _visible(d, d.spec.export_to, proxy_ns)]
+            # Istio's namespace-local rules are those exported to their own namespace too.
+            plain = [
+                d
+                for d in self.drs.get(ns, ())
+                if not d.spec.workload_selector and _visible(d, d.spec.export_to, proxy_ns)
+            ]
             table = self._rule_tables[key] = _RuleTable([*selected, *plain])
         return table
 
@@ -239,31 +242,47 @@ class _RuleTable:
 
 
 def merge_destination_rules(rules: list[DR]) -> list[DR]:
-    """Istio's mergeDestinationRule: rules of one namespace for the same host without a
-    workload selector become one, the oldest's, with the younger ones' subsets of new names
-    appended and their trafficPolicy used only if the oldest has none. Order is kept."""
+    """Istio's mergeDestinationRule (with its enhanced merge, the default since 1.24): rules
+    for the same host without a workload selector merge only when their exportTo covers the
+    same namespaces; the oldest's fields win, the younger ones add subsets of new names and
+    their trafficPolicy only if the oldest has none. A younger rule exported more widely
+    than an older one merges into it and also stays on its own (for the namespaces only it
+    reaches); any other younger rule stays on its own. Order is kept, so a lookup taking
+    the first match takes the oldest. exportTo is compared by meaning ("." is the rule's
+    namespace, none is "*"), not as written."""
     out: list[DR] = []
-    first_for: dict[str, int] = {}
+    scopes: list[frozenset[str] | None] = []  # None: a workload-selector rule, never merged
     for d in rules:
-        at = None if d.spec.workload_selector else first_for.get(d.spec.host)
-        if at is None:
-            if not d.spec.workload_selector:
-                first_for[d.spec.host] = len(out)
+        if d.spec.workload_selector:
             out.append(d)
+            scopes.append(None)
             continue
-        into = out[at]
-        names = {s.name for s in into.spec.subsets}
-        spec = dataclasses.replace(
-            into.spec,
-            subsets=into.spec.subsets + tuple(s for s in d.spec.subsets if s.name not in names),
-            traffic_policy=into.spec.traffic_policy or d.spec.traffic_policy,
-        )
-        # The merged rule keeps the oldest's name (as Istio does) but its revision covers
-        # both, so a change to either one changes every scope key that includes it.
-        out[at] = dataclasses.replace(
-            into, spec=spec, revision=_digest((into.revision, d.revision))
-        )
+        scope = exported_to(d, d.spec.export_to)
+        absorbed = False
+        for i, (into, into_scope) in enumerate(zip(out, scopes, strict=True)):
+            if into_scope is None or into.spec.host != d.spec.host:
+                continue
+            if scope == into_scope:
+                absorbed = True
+            elif not exported_more_widely(scope, into_scope):
+                continue
+            out[i] = _merged(into, d)
+        if not absorbed:
+            out.append(d)
+            scopes.append(scope)
     return out
+
+
+def _merged(into: DR, d: DR) -> DR:
+    names = {s.name for s in into.spec.subsets}
+    spec = dataclasses.replace(
+        into.spec,
+        subsets=into.spec.subsets + tuple(s for s in d.spec.subsets if s.name not in names),
+        traffic_policy=into.spec.traffic_policy or d.spec.traffic_policy,
+    )
+    # The merged rule keeps the oldest's name (as Istio does) but its revision covers
+    # both, so a change to either one changes every scope key that includes it.
+    return dataclasses.replace(into, spec=spec, revision=_digest((into.revision, d.revision)))
 
 
 def _visible(obj: Object[Any], export_to: tuple[str, ...], namespace: str) -> bool:

@@ -22,6 +22,7 @@ from meshplane.translators.inbound import inbound_clusters, virtual_inbound_list
 from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.outbound import outbound_listeners_and_routes
 from meshplane.translators.resources import Resources
+from meshplane.translators.telemetry import apply_mesh_telemetry, zipkin_cluster
 
 __all__ = ["TranslationMemo", "translate"]
 
@@ -64,10 +65,13 @@ def translate(view: ProxyView, memo: TranslationMemo | None = None) -> Resources
     the output is the same with or without it.
     """
     listeners, routes, extra_clusters = _listeners_routes_clusters(view, memo)
+    apply_mesh_telemetry(listeners, view)
     return Resources(
         listeners=_by_name(listeners),
         routes=_by_name(routes),
-        clusters=_by_name([*outbound_clusters(view, memo), *extra_clusters]),
+        clusters=_by_name(
+            [*outbound_clusters(view, memo), *extra_clusters, *zipkin_cluster(view.mesh)]
+        ),
         endpoints=cluster_load_assignments(view, memo),
         secrets={},
     )

@@ -77,7 +77,7 @@ def dns_load_assignment(
     return cluster_load_assignment(plan.name, chosen)
 
 
-def _apply_policy(cluster: Cluster, plan: ClusterPlan) -> None:
+def _apply_policy(cluster: Cluster, plan: ClusterPlan, mesh: MeshConfig) -> None:
     pool = plan.policy.connection_pool
     cluster.circuit_breakers.CopyFrom(policy.circuit_breakers(pool))
     keepalive = policy.upstream_connection_options(pool)
@@ -94,7 +94,9 @@ def _apply_policy(cluster: Cluster, plan: ClusterPlan) -> None:
         cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
             policy.healthy_panic_threshold(outlier)
         )
-    socket = upstream_transport_socket(plan.policy.tls, plan.service.hostname)
+    socket = upstream_transport_socket(
+        plan.policy.tls, plan.service.hostname, mesh.system_ca_bundle
+    )
     if socket is not None:
         cluster.transport_socket.CopyFrom(socket)
     apply_client_mtls(cluster, plan.mtls, sni=plan.sni, protocol=plan.port.protocol, sans=plan.sans)
@@ -123,7 +125,7 @@ def outbound_cluster(
     elif plan.discovery in (STRICT_DNS, LOGICAL_DNS):
         cluster.dns_lookup_family = Cluster.V4_ONLY
         cluster.load_assignment.CopyFrom(dns_load_assignment(plan, endpoints))
-    _apply_policy(cluster, plan)
+    _apply_policy(cluster, plan, mesh)
     _set_istio_metadata(cluster, plan)
     return cluster
 

@@ -5,8 +5,12 @@ configuration.
 Certificates come from files or from `credentialName`: then, as Istio's gateways do, from
 SDS ``kubernetes://NAME`` (and the client CA of MUTUAL from ``kubernetes://NAME-cacert``),
 which meshplane's TLS port serves only to a router proxy of the Secret's namespace; a new
-Secret is an SDS update, with no listener change. ISTIO_MUTUAL is left out (the parser
-warns) rather than sent without its TLS.
+Secret is an SDS update, with no listener change.
+
+ISTIO_MUTUAL terminates with the gateway's own workload certificate (SDS `default`) and
+requires a client certificate issued by the mesh CA (SDS `ROOTCA`), as Istio's gateways do;
+a gateway without workload certificates (connected to the plaintext xDS port) leaves such a
+server out, since its listener would wait for secrets that never come.
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.api.networking.gateway import Server, ServerTLS
-from meshplane.translators.mtls import sds_secret
+from meshplane.translators.mtls import mesh_common_tls_context
 from meshplane.translators.protos import any_of
 from meshplane.translators.upstream_tls import (
     TLS_TRANSPORT_SOCKET,
     credential_resource,
+    credential_sds_secret,
     credential_validation,
 )
 
 TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
 PASSTHROUGH = "PASSTHROUGH"
+AUTO_PASSTHROUGH = "AUTO_PASSTHROUGH"
+ISTIO_MUTUAL = "ISTIO_MUTUAL"
 # What a terminating HTTPS server offers in ALPN (Istio's ALPNHttp).
 HTTPS_ALPN = ("h2", "http/1.1")
 
@@ -55,9 +62,12 @@ def https_route_name(port: int, port_name: str, gateway: str) -> str:
     return f"https.{port}.{port_name}.{name}.{namespace}"
 
 
-def terminates(tls: ServerTLS | None) -> bool:
+def terminates(tls: ServerTLS | None, workload_certs: bool = False) -> bool:
     """True when meshplane can terminate this server's TLS: a terminating mode with a
-    `credentialName` or its certificate and key as files."""
+    `credentialName` or its certificate and key as files, or ISTIO_MUTUAL on a gateway
+    that has its workload certificate (`workload_certs`)."""
+    if tls is not None and tls.mode == ISTIO_MUTUAL:
+        return workload_certs
     return (
         tls is not None
         and tls.mode in TERMINATING_MODES
@@ -84,14 +94,17 @@ def _client_validation(tls: ServerTLS) -> CertificateValidationContext:
     )
 
 
-def downstream_tls_context(tls: ServerTLS, *, http: bool) -> DownstreamTlsContext:
-    """The server's certificate (files or SDS), client verification for MUTUAL (required)
-    and OPTIONAL_MUTUAL (checked when presented), protocol versions, and HTTP's ALPN."""
+def _certificate_context(tls: ServerTLS) -> CommonTlsContext:
+    """The server's own certificate and, for MUTUAL and OPTIONAL_MUTUAL, its client CA."""
+    if tls.mode == ISTIO_MUTUAL:
+        # Istio: the gateway's own identity, peers checked against the mesh root (and
+        # their SPIFFE IDs, when subjectAltNames lists them).
+        return mesh_common_tls_context((), tls.subject_alt_names)
     mutual = tls.mode in ("MUTUAL", "OPTIONAL_MUTUAL")
     common = CommonTlsContext()
     if tls.credential_name:
         common.tls_certificate_sds_secret_configs.append(
-            sds_secret(credential_resource(tls.credential_name))
+            credential_sds_secret(credential_resource(tls.credential_name))
         )
         if mutual:
             credential_validation(common, tls.credential_name, tls.subject_alt_names)
@@ -104,6 +117,14 @@ def downstream_tls_context(tls: ServerTLS, *, http: bool) -> DownstreamTlsContex
         )
         if mutual and tls.ca_certificates:
             common.validation_context.CopyFrom(_client_validation(tls))
+    return common
+
+
+def downstream_tls_context(tls: ServerTLS, *, http: bool) -> DownstreamTlsContext:
+    """The server's certificate (files or SDS), client verification for MUTUAL (required)
+    and OPTIONAL_MUTUAL (checked when presented), protocol versions, and HTTP's ALPN;
+    ISTIO_MUTUAL: the mesh identity and root over SDS, client certificate required."""
+    common = _certificate_context(tls)
     if http:
         common.alpn_protocols.extend(HTTPS_ALPN)
     if tls.min_protocol_version or tls.max_protocol_version:
@@ -114,7 +135,7 @@ def downstream_tls_context(tls: ServerTLS, *, http: bool) -> DownstreamTlsContex
             params.tls_maximum_protocol_version = _VERSIONS[tls.max_protocol_version]
     return DownstreamTlsContext(
         common_tls_context=common,
-        require_client_certificate=BoolValue(value=tls.mode == "MUTUAL"),
+        require_client_certificate=BoolValue(value=tls.mode in ("MUTUAL", ISTIO_MUTUAL)),
     )
 
 

@@ -9,9 +9,12 @@ Other servers share a listener per (bind, port), one filter chain per server (Is
 shape): HTTPS with SIMPLE/MUTUAL termination matches the server's hosts as SNI, terminates
 TLS with the certificate files (or SDS ``kubernetes://NAME``; a server whose Secret is
 missing is left out, as Istio does) and routes by RDS ``https.PORT.PORTNAME.GW.NS``;
-PASSTHROUGH matches the `sniHosts` of bound `tls` routes and forwards the connection as is;
-TCP (and TLS terminated on a TLS port) forwards by bound `tcp` routes. A port whose first
-server is plain HTTP stays plain HTTP (Istio reports the others as conflicts).
+ISTIO_MUTUAL terminates with the gateway's own mesh certificate (left out on a gateway
+without one); PASSTHROUGH matches the `sniHosts` of bound `tls` routes and forwards the
+connection as is; AUTO_PASSTHROUGH routes Istio's ``outbound_.PORT_.SUBSET_.HOST`` SNI to
+that cluster (auto_passthrough.py); TCP (and TLS terminated on a TLS port) forwards by bound
+`tcp` routes. A port whose first server is plain HTTP stays plain HTTP (Istio reports the
+others as conflicts).
 
 The AuthorizationPolicies (and RequestAuthentications) selecting the gateway's labels, or
 namespace-wide in its namespace or the root one, apply as on a sidecar's inbound side: HTTP
@@ -40,6 +43,7 @@ from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.gateway_credentials import missing_credential
 from meshplane.model.hosts import fqdn
 from meshplane.model.scope import ProxyView
+from meshplane.translators.auto_passthrough import AUTO_PASSTHROUGH, SNI_DNAT_PREFIX, admits
 from meshplane.translators.domains import dedupe_domains
 from meshplane.translators.filters.rbac import network_rbac_filters
 from meshplane.translators.gateway_tls import (
@@ -51,12 +55,17 @@ from meshplane.translators.gateway_tls import (
 )
 from meshplane.translators.hosts import more_specific
 from meshplane.translators.http_filters import security_filters
-from meshplane.translators.http_routes import RouteContext, virtual_service_routes
+from meshplane.translators.http_routes import (
+    RouteContext,
+    allow_direct_response_bodies,
+    virtual_service_routes,
+)
 from meshplane.translators.listeners import (
     filter_chain,
     hcm_filter,
     http_connection_manager,
     listener,
+    tcp_proxy_filter,
     tls_inspector,
 )
 from meshplane.translators.names import (
@@ -66,6 +75,7 @@ from meshplane.translators.names import (
     listener_name,
     virtual_host_name,
 )
+from meshplane.translators.plans import outbound_cluster_plans
 from meshplane.translators.tcp_routes import (
     ChainSet,
     ChainSpec,
@@ -163,11 +173,12 @@ def gateway_route_configuration(
 ) -> RouteConfiguration:
     """`name` (default ``http.PORT``) with the virtual hosts of `servers`."""
     hosts = _virtual_hosts(view, port, servers) or [blackhole_virtual_host(port)]
-    return RouteConfiguration(
+    config = RouteConfiguration(
         name=name or gateway_route_name(port),
         virtual_hosts=hosts,
         validate_clusters=BoolValue(value=False),
     )
+    return allow_direct_response_bodies(config)
 
 
 def l4_servers(
@@ -231,12 +242,28 @@ def _l4_specs(
             )
 
 
+def _auto_passthrough_specs(view: ProxyView, bound: BoundServer) -> list[ChainSpec]:
+    """One chain per SNI-DNAT cluster the server admits, matching its name as SNI."""
+    rbac = tuple(network_rbac_filters(view, bound.server.port.number))
+    return [
+        ChainSpec(
+            (*rbac, tcp_proxy_filter(plan.name, plan.name)),
+            server_names=(plan.name,),
+            name=plan.name,
+        )
+        for plan in outbound_cluster_plans(view)
+        if plan.name.startswith(SNI_DNAT_PREFIX)
+        and admits(bound.server, bound.namespace, plan.service)
+    ]
+
+
 def _server_specs(
     view: ProxyView, bound: BoundServer, listener: str
 ) -> tuple[list[ChainSpec], list[RouteConfiguration]]:
     """The chains (and HTTPS route configuration) of one non-HTTP server; nothing for TLS
-    it cannot serve (ISTIO_MUTUAL, AUTO_PASSTHROUGH, a `credentialName` whose Secret does
-    not exist: Envoy would wait for its SDS secret and keep the whole port warming)."""
+    it cannot serve (ISTIO_MUTUAL without workload certificates, a `credentialName` whose
+    Secret does not exist: Envoy would wait for its SDS secret and keep the whole port
+    warming)."""
     server, tls = bound.server, bound.server.tls
     if server.port.protocol not in ("HTTPS", "TLS"):
         return list(_l4_specs(view, bound)), []
@@ -244,7 +271,9 @@ def _server_specs(
         return [], []
     if tls.mode == PASSTHROUGH:
         return list(_l4_specs(view, bound)), []
-    if not terminates(tls) or missing_credential(tls, view.credential_names):
+    if tls.mode == AUTO_PASSTHROUGH:
+        return _auto_passthrough_specs(view, bound), []
+    if not terminates(tls, view.workload_certs) or missing_credential(tls, view.credential_names):
         return [], []
     if server.port.protocol == "TLS":
         return list(_l4_specs(view, bound, downstream_transport_socket(tls, http=False))), []

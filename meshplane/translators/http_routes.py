@@ -24,6 +24,7 @@ from envoy.config.route.v3.route_components_pb2 import (
     RouteAction,
     WeightedCluster,
 )
+from envoy.config.route.v3.route_pb2 import RouteConfiguration
 
 from meshplane.api.meta import Object
 from meshplane.api.networking.virtual_service import (
@@ -196,7 +197,34 @@ def _cluster_weight(
     return out
 
 
-def redirect_action(redirect: HTTPRedirect) -> RedirectAction:
+# Envoy refuses a route configuration with a direct response body over 4KB unless it raises
+# this limit; Istio raises it to the 1MB its validation allows.
+_ENVOY_DEFAULT_MAX_BODY = 4096
+MAX_DIRECT_RESPONSE_BODY_BYTES = 1024 * 1024
+
+
+def allow_direct_response_bodies(config: RouteConfiguration) -> RouteConfiguration:
+    """Raise the configuration's direct response body limit when a body needs it."""
+    largest = max(
+        (
+            len(
+                r.direct_response.body.inline_string.encode() or r.direct_response.body.inline_bytes
+            )
+            for vh in config.virtual_hosts
+            for r in vh.routes
+            if r.HasField("direct_response")
+        ),
+        default=0,
+    )
+    if largest > _ENVOY_DEFAULT_MAX_BODY:
+        config.max_direct_response_body_size_bytes.value = MAX_DIRECT_RESPONSE_BODY_BYTES
+    return config
+
+
+def redirect_action(redirect: HTTPRedirect, port: int = 0) -> RedirectAction:
+    """Istio's translateRedirect. `derivePort`: Envoy cannot take the port from the request,
+    but routes are built for one listener port (`port`), so FROM_REQUEST_PORT is that port;
+    FROM_PROTOCOL_DEFAULT sets none (the scheme's default)."""
     action = RedirectAction(response_code=_REDIRECT_CODES.get(redirect.redirect_code, 0))
     if redirect.uri is not None:
         action.path_redirect = redirect.uri
@@ -204,6 +232,8 @@ def redirect_action(redirect: HTTPRedirect) -> RedirectAction:
         action.host_redirect = redirect.authority
     if redirect.port is not None:
         action.port_redirect = redirect.port
+    elif redirect.derive_port == "FROM_REQUEST_PORT" and port:
+        action.port_redirect = port
     if redirect.scheme is not None:
         action.scheme_redirect = redirect.scheme
     return action
@@ -253,12 +283,14 @@ def _with_action(route: Route, http: HTTPRoute, vs_ns: str, ctx: RouteContext) -
         policy = cors.route_config(http.cors_policy)
         route.typed_per_filter_config[cors.NAME].CopyFrom(any_of(policy))
     if http.redirect is not None:
-        route.redirect.CopyFrom(redirect_action(http.redirect))
+        route.redirect.CopyFrom(redirect_action(http.redirect, ctx.port))
         return True
     if http.direct_response is not None:
         response = DirectResponseAction(status=http.direct_response.status)
         if http.direct_response.body is not None:
             response.body.CopyFrom(DataSource(inline_string=http.direct_response.body))
+        elif http.direct_response.body_bytes is not None:
+            response.body.CopyFrom(DataSource(inline_bytes=http.direct_response.body_bytes))
         route.direct_response.CopyFrom(response)
         return True
     return _forward_action(route, http, vs_ns, ctx, authority)

@@ -40,7 +40,12 @@ from meshplane.translators.listeners import (
     listener,
     tcp_proxy_filter,
 )
-from meshplane.translators.mtls import add_tls_inspector, inbound_mtls_chains
+from meshplane.translators.mtls import (
+    add_tls_inspector,
+    effective_mode,
+    inbound_mtls_chains,
+    mtls_chain,
+)
 from meshplane.translators.names import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_BIND,
@@ -53,6 +58,8 @@ from meshplane.translators.names import (
     listener_name,
 )
 from meshplane.translators.protos import any_of, duration
+
+PASSTHROUGH_CHAIN = "PassthroughFilterChain"
 
 
 def inbound_route_configuration(port: int) -> RouteConfiguration:
@@ -116,15 +123,40 @@ def virtual_inbound_listener(view: ProxyView) -> Listener:
             name="envoy.filters.listener.original_dst", typed_config=any_of(OriginalDst())
         )
     )
+    passthrough, plaintext = passthrough_chains(view)
+    result.filter_chains.extend(passthrough)
+    if plaintext is not None:
+        result.default_filter_chain.CopyFrom(plaintext)
     add_tls_inspector(result)
-    # Ports no service declares still reach the app, as in Istio (PERMISSIVE passthrough).
-    result.default_filter_chain.CopyFrom(
-        filter_chain(
-            [tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
-            name="PassthroughFilterChain",
-        )
-    )
     return result
+
+
+def _passthrough_chain(view: ProxyView, port: int | None = None) -> FilterChain:
+    rbac = network_rbac_filters(view, port or 0)
+    tcp = tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)
+    name = PASSTHROUGH_CHAIN if port is None else f"{PASSTHROUGH_CHAIN}_{port}"
+    return filter_chain([*rbac, tcp], name=name, destination_port=port)
+
+
+def passthrough_chains(view: ProxyView) -> tuple[list[FilterChain], FilterChain | None]:
+    """Ports no service declares still reach the app, as in Istio, in the workload's mTLS
+    mode and under its AuthorizationPolicies: STRICT takes only Istio mTLS (no plaintext
+    default chain), PERMISSIVE adds an mTLS chain next to the plaintext default one (which
+    also passes the app's own TLS through), DISABLE is the plaintext default alone. A
+    portLevelMtls port that no service declares gets chains of its own, in its mode.
+    Returns (port-less and per-port chains, the default chain or None)."""
+    declared = {p.port for p in view.inbound}
+    chains: list[FilterChain] = []
+    for port, _ in view.inbound_mtls.ports:
+        if port not in declared:
+            build = partial(_passthrough_chain, view, port)
+            chains += inbound_mtls_chains(view, port, "TCP", build)
+    mode = effective_mode(view, None)
+    if mode == "DISABLE":
+        return chains, _passthrough_chain(view)
+    suffix = "-mtls" if mode == "PERMISSIVE" else ""
+    chains.append(mtls_chain(_passthrough_chain(view), "TCP", suffix))
+    return chains, _passthrough_chain(view) if mode == "PERMISSIVE" else None
 
 
 def inbound_cluster(port: InboundPort, mesh: MeshConfig) -> Cluster:

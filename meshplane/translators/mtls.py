@@ -20,6 +20,7 @@ Istio's ``istio.alpn`` HTTP filter is not in upstream Envoy, so clients put the
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
@@ -93,26 +94,34 @@ def mesh_common_tls_context(alpn: Sequence[str], sans: Sequence[str] = ()) -> Co
     )
     combined = common.combined_validation_context
     combined.default_validation_context.CopyFrom(
-        CertificateValidationContext(
-            match_typed_subject_alt_names=[
-                SubjectAltNameMatcher(
-                    san_type=SubjectAltNameMatcher.URI, matcher=StringMatcher(exact=san)
-                )
-                for san in sans
-            ]
-        )
+        CertificateValidationContext(match_typed_subject_alt_names=[san_matcher(s) for s in sans])
     )
     combined.validation_context_sds_secret_config.CopyFrom(sds_secret(ROOT_CA_SECRET))
     return common
 
 
+def san_matcher(san: str) -> SubjectAltNameMatcher:
+    """An exact SAN matcher of the type `san` looks like: a SPIFFE ID (or any URI), an IP
+    address, else a DNS name (a ServiceEntry's subjectAltNames may be any of them)."""
+    if "://" in san:
+        kind = SubjectAltNameMatcher.URI
+    else:
+        try:
+            ipaddress.ip_address(san)
+            kind = SubjectAltNameMatcher.IP_ADDRESS
+        except ValueError:
+            kind = SubjectAltNameMatcher.DNS
+    return SubjectAltNameMatcher(san_type=kind, matcher=StringMatcher(exact=san))
+
+
 # -- server side -------------------------------------------------------------------------
 
 
-def effective_mode(view: ProxyView, port: int) -> str:
-    """The mode a port is served in. Without certificates PERMISSIVE can only be plaintext;
-    STRICT stays STRICT (and refuses until certificates arrive)."""
-    mode = view.inbound_mtls.mode_for(port)
+def effective_mode(view: ProxyView, port: int | None) -> str:
+    """The mode a port is served in (`None`: a port no portLevelMtls names, as undeclared
+    ports are). Without certificates PERMISSIVE can only be plaintext; STRICT stays STRICT
+    (and refuses until certificates arrive)."""
+    mode = view.inbound_mtls.mode if port is None else view.inbound_mtls.mode_for(port)
     if not view.workload_certs and mode == "PERMISSIVE":
         return "DISABLE"
     return mode
@@ -139,7 +148,9 @@ def _forward_client_identity(chain: FilterChain) -> None:
         network_filter.typed_config.CopyFrom(any_of(hcm))
 
 
-def _mtls_chain(base: FilterChain, protocol: str, suffix: str) -> FilterChain:
+def mtls_chain(base: FilterChain, protocol: str, suffix: str) -> FilterChain:
+    """`base` for Istio mTLS clients only: TLS with an Istio ALPN, terminated with the
+    workload certificate, the client's certificate required."""
     chain = FilterChain()
     chain.CopyFrom(base)
     chain.name = f"{base.name}{suffix}"
@@ -167,7 +178,7 @@ def inbound_mtls_chains(
     mode = effective_mode(view, port)
     if mode == "DISABLE":
         return [base]
-    chains = [_mtls_chain(base, protocol, "-mtls" if mode == "PERMISSIVE" else "")]
+    chains = [mtls_chain(base, protocol, "-mtls" if mode == "PERMISSIVE" else "")]
     if mode == "PERMISSIVE":
         chains.append(_plain_chain(base, "raw_buffer", ""))
         if not is_http(protocol):

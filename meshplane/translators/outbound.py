@@ -9,13 +9,18 @@ BlackHoleCluster under REGISTRY_ONLY.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
+
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
 
 from meshplane.api.meta import Object
+from meshplane.api.networking.sidecar import IstioEgressListener
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Service, ServicePort
+from meshplane.translators.hosts import egress_allows
 from meshplane.translators.http_routes import RouteContext
 from meshplane.translators.listeners import (
     filter_chain,
@@ -131,17 +136,23 @@ def l4_listener(view: ProxyView, name: str, chains: ChainSet, *, bind: bool) -> 
     return result
 
 
-def outbound_tcp_listeners(view: ProxyView, taken: set[str]) -> list[Listener]:
+def outbound_tcp_listeners(
+    view: ProxyView,
+    taken: set[str],
+    services: Sequence[Service] | None = None,
+    ports: Callable[[ServicePort], bool] = lambda port: not is_http(port.protocol),
+) -> list[Listener]:
     """``VIP_PORT`` per TCP service port and VIP; ``0.0.0.0_PORT`` for services without a
     VIP (TLS ones matched by SNI) or with CIDR addresses (one chain per CIDR). Where two
     services claim the same match, the first by hostname wins; HTTP listeners are never
-    shared. VirtualService `tcp`/`tls` routes shape each service's chains."""
+    shared. VirtualService `tcp`/`tls` routes shape each service's chains. `services`
+    (default: the view's) and `ports` narrow what is built (Sidecar egress scoping)."""
     chains: dict[str, ChainSet] = {}
     index = VirtualServiceIndex(view)
-    for service in view.services:
+    for service in view.services if services is None else services:
         vs = index.lookup(service.hostname)
         for port in sorted(service.ports, key=lambda p: p.number):
-            if is_http(port.protocol) or not routable(port):
+            if not ports(port) or not routable(port):
                 continue
             for address in service.addresses or (WILDCARD_ADDRESS,):
                 ip, cidr = listen_address(address)
@@ -158,14 +169,81 @@ def outbound_tcp_listeners(view: ProxyView, taken: set[str]) -> list[Listener]:
 def outbound_listeners_and_routes(
     view: ProxyView, memo: TranslationMemo | None = None
 ) -> tuple[list[Listener], list[RouteConfiguration]]:
-    """virtualOutbound, the per-port outbound listeners and their route configurations."""
+    """virtualOutbound, the per-port outbound listeners and their route configurations.
+
+    A Sidecar whose `egress` entries name a port scopes per port, as Istio does: that
+    port's listener imports only the hosts of its entry (its protocol decides HTTP or TCP),
+    and the entry without a port (if any) fills in every other port with its own hosts."""
     listeners = [virtual_outbound_listener(view)]
-    routes = []
+    routes: list[RouteConfiguration] = []
+    entries = _egress_entries(view)
+    if not any(e.port is not None for e in entries):
+        _add_port_listeners(view, view.services, listeners, routes, memo)
+        return listeners, routes
+    claimed: set[int] = set()
     taken: set[str] = set()
-    for port, services in http_services_by_port(view.services).items():
-        name = sidecar_route_name(port)
-        listeners.append(outbound_http_listener(WILDCARD_ADDRESS, port, name, bind=False))
-        taken.add(listener_name(WILDCARD_ADDRESS, port))
-        routes.append(route_configuration(name, port, services, view, memo))
-    listeners.extend(outbound_tcp_listeners(view, taken))
+    for entry in entries:
+        imported = [s for s in view.services if egress_allows(entry.hosts, s, view.namespace)]
+        if entry.port is None:
+            rest = frozenset(claimed)
+            _add_port_listeners(view, imported, listeners, routes, memo, rest, taken)
+            continue
+        port = entry.port.number
+        if port in claimed:
+            continue
+        claimed.add(port)
+        address = entry.bind or WILDCARD_ADDRESS
+        with_port = [s for s in imported if (p := s.port(port)) is not None and routable(p)]
+        if is_http(entry.port.protocol):
+            name = sidecar_route_name(port, entry.bind or "")
+            listeners.append(outbound_http_listener(address, port, name, bind=False))
+            taken.add(listener_name(address, port))
+            routes.append(route_configuration(name, port, with_port, view, memo))
+        else:
+            only = partial(_on_port, port)
+            made = outbound_tcp_listeners(view, taken, with_port, only)
+            taken.update(m.name for m in made)
+            listeners.extend(made)
     return listeners, routes
+
+
+def _on_port(number: int, port: ServicePort) -> bool:
+    return port.number == number
+
+
+def _egress_entries(view: ProxyView) -> list[IstioEgressListener]:
+    """The Sidecar's egress entries that shape REDIRECT-mode listeners, entries with a port
+    first (they claim it); unix-socket binds have no place here."""
+    spec = view.sidecar.spec if view.sidecar else None
+    entries = [e for e in (spec.egress if spec else ()) if not (e.bind or "").startswith("unix")]
+    return sorted(entries, key=lambda e: e.port is None)
+
+
+def _add_port_listeners(
+    view: ProxyView,
+    services: Sequence[Service],
+    listeners: list[Listener],
+    routes: list[RouteConfiguration],
+    memo: TranslationMemo | None,
+    claimed: frozenset[int] = frozenset(),
+    taken: set[str] | None = None,
+) -> None:
+    """``0.0.0.0_PORT`` (RDS ``PORT``) per HTTP port of `services` and the TCP listeners,
+    leaving out `claimed` ports and `taken` listener names."""
+    taken = set() if taken is None else taken
+    for port, port_services in http_services_by_port(services).items():
+        name = listener_name(WILDCARD_ADDRESS, port)
+        if port in claimed or name in taken:
+            continue
+        route_name = sidecar_route_name(port)
+        listeners.append(outbound_http_listener(WILDCARD_ADDRESS, port, route_name, bind=False))
+        taken.add(name)
+        routes.append(route_configuration(route_name, port, port_services, view, memo))
+    listeners.extend(
+        outbound_tcp_listeners(
+            view,
+            taken,
+            services,
+            lambda p: not is_http(p.protocol) and p.number not in claimed,
+        )
+    )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from meshplane.api.networking.destination_rule import DestinationRuleSpec, Subset
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Service, ServicePort
+from meshplane.translators.auto_passthrough import admitted_anywhere, auto_passthrough_servers
 from meshplane.translators.mtls import MTLS_NONE, client_mtls, istio_sni
 from meshplane.translators.names import config_path, outbound_cluster_name
 from meshplane.translators.policies import ClusterPolicy, cluster_policy
@@ -108,7 +109,30 @@ def outbound_cluster_plans(view: ProxyView) -> list[ClusterPlan]:
             continue
         config = config_path(rule.namespace, "destination-rule", rule.name)
         plans.extend(service_cluster_plans(service, rule.spec, config))
-    return sorted((_with_mtls(view, p) for p in plans), key=lambda p: p.name)
+    plans = [_with_mtls(view, p) for p in plans]
+    if view.proxy_type == "router":
+        plans.extend(sni_dnat_plans(view, plans))
+    return sorted(plans, key=lambda p: p.name)
+
+
+def sni_dnat_plans(view: ProxyView, plans: list[ClusterPlan]) -> list[ClusterPlan]:
+    """A gateway's AUTO_PASSTHROUGH clusters (auto_passthrough.py): each admitted plan again
+    under Istio's SNI name, without TLS (the client's own goes through)."""
+    servers = auto_passthrough_servers(view.gateways)
+    if not servers:
+        return []
+    return [
+        dataclasses.replace(
+            plan,
+            name=istio_sni(plan.port.number, plan.subset, plan.service.hostname),
+            policy=dataclasses.replace(plan.policy, tls=None),
+            mtls=MTLS_NONE,
+            sni="",
+            sans=(),
+        )
+        for plan in plans
+        if admitted_anywhere(servers, plan.service) and plan.discovery != ORIGINAL_DST
+    ]
 
 
 def _with_mtls(view: ProxyView, plan: ClusterPlan) -> ClusterPlan:
@@ -118,5 +142,8 @@ def _with_mtls(view: ProxyView, plan: ClusterPlan) -> ClusterPlan:
         return plan
     host = plan.service.hostname
     sni = (tls.sni if tls else None) or istio_sni(plan.port.number, plan.subset, host)
-    sans = (tls.subject_alt_names if tls else ()) or tuple(view.service_identities.get(host, ()))
+    # Istio: the DestinationRule's SANs, else the service's accounts (its workloads' SPIFFE
+    # IDs and a ServiceEntry's subjectAltNames).
+    accounts = (*plan.service.subject_alt_names, *view.service_identities.get(host, ()))
+    sans = (tls.subject_alt_names if tls else ()) or tuple(sorted(set(accounts)))
     return dataclasses.replace(plan, mtls=mode, sni=sni, sans=sans)

@@ -92,6 +92,11 @@ def retry_policy(retries: HTTPRetry | None) -> RetryPolicy | None:
         policy.retriable_status_codes.extend(codes)
     if retries.per_try_timeout is not None:
         policy.per_try_timeout.CopyFrom(duration(retries.per_try_timeout))
+    if retries.retry_ignore_previous_hosts is False:
+        del policy.retry_host_predicate[:]
+    if retries.backoff is not None:
+        # Istio: `backoff` is Envoy's base interval (its max stays Envoy's 10x default).
+        policy.retry_back_off.base_interval.CopyFrom(duration(retries.backoff))
     retry_priority(retries, policy)
     return policy
 

@@ -28,6 +28,7 @@ from meshplane.model.services import Service
 from meshplane.translators.domains import dedupe_domains, service_domains
 from meshplane.translators.http_routes import (
     RouteContext,
+    allow_direct_response_bodies,
     default_route,
     route_inputs,
     virtual_service_routes,
@@ -160,8 +161,8 @@ def route_configuration(
     hosts.append(catch_all_virtual_host(view))
     # Routes may name clusters that do not exist (a subset no DestinationRule defines);
     # Envoy answers 503 for those instead of rejecting the whole configuration.
-    return RouteConfiguration(
-        name=name, virtual_hosts=hosts, validate_clusters=BoolValue(value=False)
+    return allow_direct_response_bodies(
+        RouteConfiguration(name=name, virtual_hosts=hosts, validate_clusters=BoolValue(value=False))
     )
 
 

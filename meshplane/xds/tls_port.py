@@ -3,8 +3,10 @@
 Everything the authenticated port needs is made here from the state dir: the CA (loaded
 or created), the token signer, the certificate rotator and the secret store, and a
 grpc.aio server whose certificate the CA issued for `localhost`, `127.0.0.1`,
-`meshplane.istio-system.svc` and every `--tls-san`. It serves the same snapshots as the
-plaintext port, plus secrets, to streams that pass `TokenAuthorizer`.
+`meshplane.istio-system.svc` and every `--tls-san` (renewed at half life, serving_cert.py).
+It serves the same snapshots as the plaintext port, plus secrets, to streams that pass
+`TokenAuthorizer`, and rolls out a root staged by `meshplane ca rotate-root`
+(root_rollout.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry
 
-from meshplane.ca.issuer import WorkloadCert, issue_server
+from meshplane.ca.issuer import WorkloadCert
 from meshplane.ca.root import CertificateAuthority, load_or_create
 from meshplane.ca.rotation import Rotator
 from meshplane.ca.tokens import TokenSigner
@@ -31,8 +33,10 @@ from meshplane.xds.ca_metrics import CaMetrics
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.credentials import typed_identity
 from meshplane.xds.metrics import XdsMetrics
+from meshplane.xds.root_rollout import RootRollout
 from meshplane.xds.secret_store import SecretStore
 from meshplane.xds.server import start_xds_server
+from meshplane.xds.serving_cert import SERVER_CERT_TTL, ServingCert
 from meshplane.xds.sync_status import SyncStatus
 
 __all__ = ["DEFAULT_SANS", "TlsPort", "start_tls_port"]
@@ -40,8 +44,6 @@ __all__ = ["DEFAULT_SANS", "TlsPort", "start_tls_port"]
 log = logging.getLogger("meshplane.xds.tls")
 
 DEFAULT_SANS = ("localhost", "127.0.0.1", "meshplane.istio-system.svc")
-SERVER_CERT_TTL = datetime.timedelta(days=365)
-"""The serving certificate is made at each start; a year outlives any sane uptime."""
 
 
 @dataclass
@@ -50,17 +52,30 @@ class TlsPort:
 
     server: grpc.aio.Server
     port: int
-    ca: CertificateAuthority
     signer: TokenSigner
     rotator: Rotator
     secrets: SecretStore
-    server_cert: WorkloadCert
-    rotation_task: asyncio.Task[Any]
+    serving: ServingCert
+    rollout: RootRollout
+    tasks: list[asyncio.Task[Any]]
+    """Certificate renewals, the port certificate's renewals, the staged-root poll."""
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The CA as it is now (a root rotation replaces it)."""
+        return self.rotator.ca
+
+    @property
+    def server_cert(self) -> WorkloadCert:
+        """The port's current certificate."""
+        return self.serving.current
 
     async def stop(self) -> None:
-        self.rotation_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.rotation_task
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.server.stop(grace=1.0)
 
 
@@ -78,6 +93,8 @@ async def start_tls_port(
     metrics: XdsMetrics,
     registry: CollectorRegistry,
     mesh: Callable[[], MeshModel] | None = None,
+    server_cert_ttl: datetime.timedelta = SERVER_CERT_TTL,
+    root_poll_s: float = 1.0,
 ) -> TlsPort:
     """Load or create the CA in `state_dir` and serve authenticated xDS on `address`."""
     ca = load_or_create(state_dir, trust_domain, key_type)
@@ -97,8 +114,22 @@ async def start_tls_port(
         ),
         secrets=secrets,
     )
-    server_cert = issue_server(ca, [*DEFAULT_SANS, *tls_sans], SERVER_CERT_TTL, key_type)
-    credentials = grpc.ssl_server_credentials([(server_cert.key_pem, server_cert.chain_pem)])
-    server, port = await start_xds_server(address, servicer, tls=credentials)
-    task = asyncio.create_task(rotator.run(), name="cert-rotation")
-    return TlsPort(server, port, ca, signer, rotator, secrets, server_cert, task)
+    serving = ServingCert(lambda: rotator.ca, [*DEFAULT_SANS, *tls_sans], server_cert_ttl, key_type)
+    server, port = await start_xds_server(address, servicer, tls=serving.credentials())
+    rollout = RootRollout(
+        state_dir,
+        rotator=rotator,
+        secrets=secrets,
+        cache=cache,
+        sync_status=sync_status,
+        trust_domain=trust_domain,
+        serving=serving,
+        on_ca=ca_metrics.watch_ca,
+        poll_s=root_poll_s,
+    )
+    tasks = [
+        asyncio.create_task(rotator.run(), name="cert-rotation"),
+        asyncio.create_task(serving.run(), name="xds-tls-cert-rotation"),
+        asyncio.create_task(rollout.run(), name="root-rotation"),
+    ]
+    return TlsPort(server, port, signer, rotator, secrets, serving, rollout, tasks)

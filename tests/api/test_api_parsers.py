@@ -147,6 +147,31 @@ BAD = [
         {"spec.ports[0].name"},
         id="k8s-multiport-needs-names",
     ),
+    pytest.param(
+        manifest("VirtualService", {**VS_OK, "http": [{"directResponse": {
+            "status": 200, "body": {"string": "a", "bytes": "Yg=="}}}]}),
+        {"spec.http[0].directResponse.body"},
+        id="direct-response-string-and-bytes",
+    ),
+    pytest.param(
+        manifest("VirtualService", {**VS_OK, "http": [{"directResponse": {
+            "status": 200, "body": {"bytes": "not base64!"}}}]}),
+        {"spec.http[0].directResponse.body.bytes"},
+        id="direct-response-bytes-not-base64",
+    ),
+    pytest.param(
+        manifest("VirtualService", {**VS_OK, "http": [{"directResponse": {
+            "status": 200, "body": {"string": "x" * (1024 * 1024 + 1)}}}]}),
+        {"spec.http[0].directResponse.body"},
+        id="direct-response-body-over-1mb",
+    ),
+    pytest.param(
+        manifest("VirtualService", {**VS_OK, "http": [{
+            "route": [{"destination": {"host": "r"}}],
+            "retries": {"attempts": 1, "backoff": "0s"}}]}),
+        {"spec.http[0].retries.backoff"},
+        id="retry-backoff-zero",
+    ),
 ]  # fmt: skip
 
 
@@ -215,8 +240,12 @@ def test_same_content_same_revision_across_versions() -> None:
                                        {"destination": {"host": "r"}, "weight": 30}]}]},
          "spec.http[0].route", "sum to 60"),
         ({**VS_OK, "http": [{"route": [{"destination": {"host": "r"}}],
-                             "retries": {"attempts": 1, "backoff": "1s"}}]},
-         "spec.http[0].retries.backoff", "not supported yet"),
+                             "fault": {"delay": {"fixedDelay": "1s",
+                                                 "exponentialDelay": "1s"}}}]},
+         "spec.http[0].fault.delay.exponentialDelay", "not implemented by Istio either"),
+        ({**VS_OK, "http": [{"directResponse": {"status": 200,
+                                                "body": {"string": "x" * 200_000}}}]},
+         "spec.http[0].directResponse.body", "large direct responses"),
     ],
 )  # fmt: skip
 def test_warnings(spec: dict[str, Any], field: str, fragment: str) -> None:
@@ -292,3 +321,24 @@ def test_bad_durations(text: str) -> None:
     from meshplane.api.formats import parse_duration
 
     assert parse_duration(text)[0] is None
+
+
+def test_gateway_tls_modes_warn_only_where_they_do_nothing() -> None:
+    """AUTO_PASSTHROUGH on a plain-HTTP port: one warning saying it is served as plain HTTP
+    (no "not supported" beside it); ISTIO_MUTUAL and AUTO_PASSTHROUGH on TLS ports: none."""
+
+    def server(number: int, protocol: str, mode: str) -> dict[str, Any]:
+        port = {"number": number, "protocol": protocol, "name": f"p{number}"}
+        return {"port": port, "hosts": ["*"], "tls": {"mode": mode}}
+
+    plain = {"servers": [server(80, "HTTP", "AUTO_PASSTHROUGH")]}
+    _, warnings = parse(manifest("Gateway", plain), ORIGIN, 1)
+    assert [(w.field, w.severity) for w in warnings] == [("spec.servers[0].tls.mode", "warning")]
+    assert "served as plain HTTP" in warnings[0].reason
+    served = {
+        "servers": [
+            server(443, "HTTPS", "ISTIO_MUTUAL"),
+            server(15443, "TLS", "AUTO_PASSTHROUGH"),
+        ]
+    }
+    assert parse(manifest("Gateway", served), ORIGIN, 1)[1] == []

@@ -505,3 +505,51 @@ def client_first_upstream(name: str) -> Iterator[int]:
         stop.set()
         thread.join(5)
         listener.close()
+
+
+class StatsNoneModeSidecar(Envoy):
+    """A ``--interception NONE`` sidecar on its own loopback `ip` (as `meshplane up` gives
+    each pod), with its Prometheus stats listener on `ip`:`stats_port`."""
+
+    def __init__(
+        self,
+        cp: ControlPlane,
+        logdir: Path,
+        *,
+        workload: str,
+        namespace: str,
+        labels: str,
+        ip: str,
+        stats_port: int,
+    ) -> None:
+        self.admin_port = free_port()
+        self.ip, self.stats_port = ip, stats_port
+        boot = logdir / f"{workload}.json"
+        flags = (
+            f"bootstrap --type sidecar --interception NONE --workload {workload}"
+            f" --namespace {namespace} --labels {labels} --ip {ip}"
+            f" --xds-address 127.0.0.1:{cp.xds_port} --admin-port {self.admin_port}"
+            f" --stats-port {stats_port} --health-port 0 -o {boot}"
+        )
+        subprocess.run([str(BIN / "meshplane"), *flags.split()], check=True)
+        cmd = [str(BIN / "envoy"), "-c", str(boot), "--use-dynamic-base-id"]
+        # Access logs reach stdout within 0.2 s (Envoy's default is every 10 s).
+        cmd += ["--file-flush-interval-msec", "200"]
+        Proc.__init__(self, workload, [*cmd, "--drain-time-s", "1", "-l", "warning"], logdir)
+        self.id_prefix = f"sidecar~{ip}~{workload}.{namespace}~"
+
+    def prometheus(self) -> str:
+        """The sidecar's /stats/prometheus as a scraper sees it ("" when not answering)."""
+        status, body = http_get(f"http://{self.ip}:{self.stats_port}/stats/prometheus")
+        return body if status == 200 else ""
+
+    def config_dump(self) -> str:
+        """Envoy's own /config_dump: what it has accepted."""
+        return http_get(f"http://127.0.0.1:{self.admin_port}/config_dump", timeout=5)[1]
+
+
+def free_port_on(ip: str) -> int:
+    """A TCP port free on `ip` (a loopback address other than 127.0.0.1)."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])

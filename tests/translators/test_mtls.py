@@ -146,7 +146,33 @@ def test_without_certificates_permissive_is_plaintext_and_strict_stays_strict(
 ) -> None:
     assert _chains(tmp_path, "", certs=False) == {"0.0.0.0_5432": "", "0.0.0.0_8081": ""}
     strict = _chains(tmp_path, _pa("default", "shop", "{mtls: {mode: STRICT}}"), certs=False)
-    assert strict == {"0.0.0.0_5432": "tls", "0.0.0.0_8081": "tls"}
+    assert strict == {"0.0.0.0_5432": "tls", "0.0.0.0_8081": "tls", "PassthroughFilterChain": "tls"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "chain", "default"),
+    [
+        ("STRICT", "PassthroughFilterChain", False),
+        ("PERMISSIVE", "PassthroughFilterChain-mtls", True),
+        ("DISABLE", None, True),
+    ],
+)
+def test_undeclared_ports_follow_the_workload_mode(
+    tmp_path: Path, mode: str, chain: str | None, default: bool
+) -> None:
+    """Istio's inbound passthrough chains: STRICT leaves no plaintext way in, even on a port
+    no service declares."""
+    policy = _pa("default", "shop", f"{{mtls: {{mode: {mode}}}}}")
+    view = view_for(_load(tmp_path, policy).mesh(), _db_proxy())
+    inbound = translate(view).listeners["virtualInbound"]
+    portless = [
+        c for c in inbound.filter_chains if not c.filter_chain_match.HasField("destination_port")
+    ]
+    assert [c.name for c in portless] == ([chain] if chain else [])
+    for c in portless:
+        assert c.filter_chain_match.transport_protocol == "tls"
+        assert c.transport_socket.name == "envoy.transport_sockets.tls"
+    assert inbound.HasField("default_filter_chain") == default
 
 
 def test_strict_http_chain_forwards_client_identity(tmp_path: Path) -> None:

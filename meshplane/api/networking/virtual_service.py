@@ -66,6 +66,8 @@ class HTTPRetry:
     per_try_timeout: float | None = None
     retry_on: str | None = None
     retry_remote_localities: bool = False
+    retry_ignore_previous_hosts: bool | None = None  # unset: Istio's default (true)
+    backoff: float | None = None  # seconds: Envoy's retry back-off base interval
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class HTTPRedirect:
 class HTTPDirectResponse:
     status: int
     body: str | None = None
+    body_bytes: bytes | None = None  # `body.bytes`, decoded from base64
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,12 @@ def _server(f: Fields) -> Server | None:
 _HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "GRPC-WEB")
 _PASSTHROUGH_MODES = ("PASSTHROUGH", "AUTO_PASSTHROUGH")
 _TERMINATING_MODES = ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL")
+_ISTIO_MUTUAL_EXCLUDES = (
+    ("serverCertificate", "server certificate"),
+    ("privateKey", "private key"),
+    ("caCertificates", "CA bundle"),
+    ("credentialName", "credentialName"),
+)
 
 
 def _has_certificates(tls: ServerTLS) -> bool:
@@ -74,14 +80,21 @@ def _check_tls_for_protocol(f: Fields, protocol: str, tls: ServerTLS) -> None:
     elif tls.mode not in _PASSTHROUGH_MODES or _has_certificates(tls):
         f.error("tls", "server cannot have TLS settings for plain text HTTP ports")
     elif not tls.https_redirect:
-        f.warn("tls.mode", f"{tls.mode} has no effect on a plain-HTTP port (served as plain HTTP)")
+        hint = "; SNI routing needs protocol TLS" if tls.mode == "AUTO_PASSTHROUGH" else ""
+        f.warn(
+            "tls.mode",
+            f"{tls.mode} has no effect on a plain-HTTP ({protocol}) port: "
+            f"served as plain HTTP{hint}",
+        )
 
 
 def _check_server_tls(f: Fields, tls: ServerTLS) -> None:
-    """Istio's validateTLSOptions for file certificates, and what meshplane cannot serve
-    yet (warned: the server is left out rather than sent half-built)."""
-    if tls.mode in ("ISTIO_MUTUAL", "AUTO_PASSTHROUGH"):
-        f.warn("mode", f"{tls.mode} is not supported yet; this server is not served")
+    """Istio's validateTLSOptions: file certificates for the terminating modes, none at all
+    for ISTIO_MUTUAL (it uses the gateway's mesh certificate)."""
+    if tls.mode == "ISTIO_MUTUAL":
+        for key, what in _ISTIO_MUTUAL_EXCLUDES:
+            if f.has(key):
+                f.error(key, f"ISTIO_MUTUAL TLS cannot have associated {what}")
         return
     if tls.mode not in _TERMINATING_MODES:
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
 from meshplane.api import formats
@@ -30,6 +32,9 @@ from meshplane.api.parsers.common import (
     string_match,
     string_match_map,
 )
+
+MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
+LARGE_DIRECT_RESPONSE_BODY = 100 * 1024
 
 _ROUTE_KEYS = (
     "name", "match", "route", "redirect", "directResponse", "delegate", "rewrite", "timeout",
@@ -157,12 +162,35 @@ def http_redirect(f: Fields) -> HTTPRedirect | None:
 def direct_response(f: Fields) -> HTTPDirectResponse | None:
     f.keys(("status", "body"))
     status = f.integer("status", required=True, lo=200, hi=599)
-    body = None
+    body = body_bytes = None
     sub = f.obj("body")
     if sub is not None:
-        sub.keys(("string",), ignored=("bytes",))
+        sub.keys(("string", "bytes"))
+        if sub.has("string") and sub.has("bytes"):
+            sub.problems.error(sub.path, "set only one of string or bytes")
         body = sub.text("string")
-    return HTTPDirectResponse(status, body) if status is not None else None
+        body_bytes = _base64(sub, "bytes")
+        # Istio's validateHTTPDirectResponse limits.
+        size = len(body.encode()) if body is not None else len(body_bytes or b"")
+        if size > MAX_DIRECT_RESPONSE_BODY:
+            sub.problems.error(sub.path, f"is {size} bytes; it must be less than 1MB")
+        elif size > LARGE_DIRECT_RESPONSE_BODY:
+            sub.problems.warn(sub.path, "large direct responses may slow the control plane")
+    if status is None:
+        return None
+    return HTTPDirectResponse(status, body, body_bytes)
+
+
+def _base64(f: Fields, key: str) -> bytes | None:
+    """A protobuf `bytes` field as YAML carries it: base64 text."""
+    text = f.text(key)
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        f.error(key, "must be base64 (protobuf bytes)")
+        return None
 
 
 def _delegate(f: Fields) -> Delegate | None:
@@ -188,8 +216,14 @@ def _rewrite(f: Fields) -> HTTPRewrite:
 
 def _retry(f: Fields) -> HTTPRetry:
     f.keys(
-        ("attempts", "perTryTimeout", "retryOn", "retryRemoteLocalities"),
-        ignored=("retryIgnorePreviousHosts", "backoff"),
+        (
+            "attempts",
+            "perTryTimeout",
+            "retryOn",
+            "retryRemoteLocalities",
+            "retryIgnorePreviousHosts",
+            "backoff",
+        )
     )
     retry_on = f.text("retryOn")
     for cond in (retry_on or "").split(","):
@@ -201,6 +235,8 @@ def _retry(f: Fields) -> HTTPRetry:
         per_try_timeout=f.duration("perTryTimeout", min_ms=1),
         retry_on=retry_on,
         retry_remote_localities=bool(f.flag("retryRemoteLocalities")),
+        retry_ignore_previous_hosts=f.flag("retryIgnorePreviousHosts"),
+        backoff=f.duration("backoff", min_ms=1),
     )
 
 
@@ -212,7 +248,10 @@ def _fault(f: Fields) -> HTTPFaultInjection:
 
 
 def _delay(f: Fields) -> FaultDelay | None:
-    f.keys(("fixedDelay", "percentage", "percent"), ignored=("exponentialDelay",))
+    f.keys(("fixedDelay", "percentage", "percent", "exponentialDelay"))
+    if f.has("exponentialDelay"):
+        # In Istio's API but never implemented (its validation says "not supported yet").
+        f.warn("exponentialDelay", "not implemented by Istio either; ignored (use fixedDelay)")
     fixed = f.duration("fixedDelay", required=True, min_ms=1)
     pct = f.read("percentage", percentage)
     if pct is None and f.has("percent"):

@@ -1,0 +1,28 @@
+"""MeshConfigSpec: the fields of Istio's MeshConfig (ConfigMap `istio`, key `mesh`) that
+meshplane reads.
+
+Every field is None when the user left it out, so the model can tell "not set" (Istio's
+default applies) from an explicit value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MESH_CONFIGMAP_NAME = "istio"
+MESH_CONFIGMAP_NAMESPACE = "istio-system"  # istiod's namespace, where Istio reads it from
+MESH_CONFIGMAP_KEY = "mesh"
+
+
+@dataclass(frozen=True)
+class MeshConfigSpec:
+    """MeshConfig as written; see the Istio names in the comments."""
+
+    access_log_file: str | None = None  # accessLogFile: "" off, "/dev/stdout", a path
+    access_log_encoding: str | None = None  # accessLogEncoding: JSON | TEXT
+    enable_tracing: bool | None = None  # enableTracing
+    zipkin_address: str | None = None  # defaultConfig.tracing.zipkin.address (HOST:PORT)
+    trace_sampling: float | None = None  # defaultConfig.tracing.sampling (percent)
+    outbound_traffic_policy: str | None = None  # outboundTrafficPolicy.mode
+    root_namespace: str | None = None  # rootNamespace
+    trust_domain: str | None = None  # trustDomain (serve --trust-domain decides)
