@@ -75,17 +75,24 @@ def _listener(name: str, ip: str, port: int, route: dict[str, Any]) -> dict[str,
 
 
 def status_listeners(opts: BootstrapOptions) -> list[dict[str, Any]]:
-    """The stats and health listeners that are enabled (port != 0), bound on the proxy IP."""
+    """The stats and health listeners that are enabled (port != 0).
+
+    A sidecar with iptables owns its network namespace and binds 0.0.0.0 as Istio's does
+    (scraped on the pod IP, read on localhost inside the pod); without iptables (NONE) and
+    for gateways, proxies may share a host, so they bind the proxy's own IP.
+    """
     listeners = []
+    own_netns = opts.type == "sidecar" and opts.interception == "REDIRECT"
+    ip = "0.0.0.0" if own_netns else opts.ip
     if opts.stats_port:
         route = {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": STATS_CLUSTER}}
-        listeners.append(_listener("prometheus_stats", opts.ip, opts.stats_port, route))
+        listeners.append(_listener("prometheus_stats", ip, opts.stats_port, route))
     if opts.health_port:
         route = {
             "match": {"path": "/healthz/ready"},
             "route": {"cluster": HEALTH_CLUSTER, "prefix_rewrite": "/ready"},
         }
-        listeners.append(_listener("health_status", opts.ip, opts.health_port, route))
+        listeners.append(_listener("health_status", ip, opts.health_port, route))
     return listeners
 
 

@@ -23,6 +23,7 @@ def register(commands: Any) -> None:
     p.add_argument("example_dir", nargs="?", default="examples/bookinfo")
     p.add_argument("--gateway-port", type=int, default=8080, help="the Gateway server's port")
     p.add_argument("--http-address", default="127.0.0.1:15014", metavar="HOST:PORT")
+    p.add_argument("--zipkin-port", type=int, default=9411, help="the trace collector's port")
     p.add_argument("--workdir", metavar="DIR", help="logs, state, generated config (default: temp)")
     p.set_defaults(run=run)
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         workdir=Path(args.workdir) if args.workdir else None,
         mode=mode,
         mode_reason=reason,
+        zipkin_port=args.zipkin_port,
     )
     try:
         return run_up(opts)

@@ -76,7 +76,19 @@ class Mesh:
 
 
 # Headers bookinfo propagates so a trace and a user's routing follow the request.
-PROPAGATE = ("x-request-id", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "end-user", "cookie")
+PROPAGATE = (
+    "x-request-id",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+    "traceparent",
+    "tracestate",
+    "end-user",
+    "cookie",
+)
 
 
 def make_handler(service: str, version: str, mesh: Mesh) -> type[BaseHTTPRequestHandler]:

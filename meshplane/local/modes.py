@@ -50,9 +50,11 @@ class Mode(Protocol):
     health_port: int
 
     def describe(self) -> str: ...
-    def prepare(self, pods: Sequence[Pod], manifests: Sequence[Any], xds_port: int) -> None: ...
+    def prepare(
+        self, pods: Sequence[Pod], manifests: Sequence[Any], host_ports: Sequence[int]
+    ) -> None: ...
     def control_plane_sans(self) -> list[str]: ...
-    def xds_address(self, port: int) -> tuple[str, int]: ...
+    def host_address(self, port: int) -> tuple[str, int]: ...
     def admin_port(self) -> int | None: ...
     def bootstrap_path(self, workdir: Path, workload: str) -> Path: ...
     def write_bootstrap(self, path: Path, text: str) -> None: ...
@@ -66,9 +68,9 @@ class NoneMode:
 
     name = "NONE"
     gateway_ip = "127.0.0.1"
-    # Pods share the host's ports: no per-proxy stats/health listeners on fixed ports.
-    stats_port = 0
-    health_port = 0
+    # Stats and health listeners bind the proxy's own IP (127.0.10.N), so pods do not clash.
+    stats_port = 15090
+    health_port = 15021
 
     def __init__(self, reason: str = "") -> None:
         self.reason = reason
@@ -77,13 +79,16 @@ class NoneMode:
         why = f": {self.reason}" if self.reason else ""
         return f"INTERCEPTION_MODE=NONE (no network namespaces, no iptables{why})"
 
-    def prepare(self, pods: Sequence[Pod], manifests: Sequence[Any], xds_port: int) -> None:
+    def prepare(
+        self, pods: Sequence[Pod], manifests: Sequence[Any], host_ports: Sequence[int]
+    ) -> None:
         return None
 
     def control_plane_sans(self) -> list[str]:
         return []
 
-    def xds_address(self, port: int) -> tuple[str, int]:
+    def host_address(self, port: int) -> tuple[str, int]:
+        """Where a proxy reaches a service on the host's loopback `port`."""
         return "127.0.0.1", port
 
     def admin_port(self) -> int | None:

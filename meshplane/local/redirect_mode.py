@@ -5,9 +5,9 @@ of Istio's init container (`meshplane.local.iptables`), and an /etc/hosts that g
 Service a virtual IP under the names a pod of its namespace uses (`reviews`,
 `reviews.default`, `reviews.default.svc.cluster.local`), so the app calls `reviews:9080` and
 its sidecar, running as uid 1337 which the rules exempt, carries the call. The control plane
-stays on the root namespace's loopback; a forwarder gives the pods its TLS xDS port on the
-bridge IP (the control plane's certificate names that IP), and another gives the user the
-gateway pod's port on 127.0.0.1.
+and the trace collector stay on the root namespace's loopback; forwarders give the pods
+their ports on the bridge IP (the control plane's certificate names that IP), and another
+gives the user the gateway pod's port on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ class RedirectMode:
             "iptables capture to 15001/15006 as istio-iptables)"
         )
 
-    def prepare(self, pods: Sequence[Pod], manifests: Sequence[Any], xds_port: int) -> None:
+    def prepare(
+        self, pods: Sequence[Pod], manifests: Sequence[Any], host_ports: Sequence[int]
+    ) -> None:
         self.net.create()
         self.boot_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.boot_dir, 0o711)
@@ -111,9 +113,8 @@ class RedirectMode:
         self.net.add_pod(GATEWAY_NAME, ip=self.gateway_ip, hosts=hosts_for("istio-system", vips))
         self.thread.start()
         bridge = self.net.bridge_ip
-        self._forward(
-            Endpoint(bridge, xds_port, self.net.node_netns), Endpoint("127.0.0.1", xds_port)
-        )
+        for port in host_ports:  # the control plane's TLS xDS port, the trace collector
+            self._forward(Endpoint(bridge, port, self.net.node_netns), Endpoint("127.0.0.1", port))
         gateway = Endpoint(self.gateway_ip, self.gateway_port, self.net.node_netns)
         self._forward(Endpoint("127.0.0.1", self.gateway_port), gateway)
 
@@ -124,7 +125,7 @@ class RedirectMode:
     def control_plane_sans(self) -> list[str]:
         return [self.net.bridge_ip]
 
-    def xds_address(self, port: int) -> tuple[str, int]:
+    def host_address(self, port: int) -> tuple[str, int]:
         return self.net.bridge_ip, port
 
     def admin_port(self) -> int | None:

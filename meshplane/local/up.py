@@ -51,6 +51,7 @@ class UpOptions:
     workdir: Path | None = None
     mode: str = "NONE"  # REDIRECT or NONE (the CLI picks; see modes.pick_mode)
     mode_reason: str = ""
+    zipkin_port: int = 9411  # the trace collector `up` runs, on the host's loopback
 
 
 def free_port() -> int:
@@ -86,7 +87,7 @@ class Mesh:
 
     def start_proxy(self, kind: str, workload: Workload, ip: str) -> None:
         """Bootstrap (as `meshplane bootstrap ... --token ...` would) and start an Envoy."""
-        host, port = self.mode.xds_address(self.xds_tls_port)
+        host, port = self.mode.host_address(self.xds_tls_port)
         opts = BootstrapOptions(
             workload=workload.name,
             type=kind,
@@ -107,9 +108,19 @@ class Mesh:
         path = self.mode.bootstrap_path(self.workdir, workload.name)
         self.mode.write_bootstrap(path, render_json(bootstrap(opts)))
         cmd = [self.envoy, "-c", str(path), "--use-dynamic-base-id", "--drain-time-s", "1"]
+        cmd += ["--file-flush-interval-msec", "1000"]  # access logs within a second, not 10
         argv = self.mode.envoy_argv(workload.name, [*cmd, "-l", "warning"])
         self.sup.start(f"{workload.name}.envoy", argv)
         self.proxies.append(f"{kind}~{ip}~{workload.name}.{workload.namespace}~")
+
+    def start_collector(self) -> str:
+        """The Zipkin collector the mesh config names; returns its page's URL."""
+        address = f"127.0.0.1:{self.opts.zipkin_port}"
+        cmd = [sys.executable, "-m", "meshplane.local.zipkin", "--address", address]
+        self.sup.start("zipkin", cmd)
+        url = f"http://{address}/"
+        wait_until("the trace collector", lambda: http_get(url)[0] == 200, self.sup)
+        return url
 
     def start_pod(self, pod: Pod) -> None:
         argv = list(pod.argv)
@@ -133,6 +144,37 @@ class Mesh:
         return True
 
 
+def has_mesh_config(manifests: list[dict[str, object]]) -> bool:
+    """Whether the example brings Istio's mesh config (ConfigMap istio in istio-system)."""
+    return any(
+        doc.get("kind") == "ConfigMap"
+        and isinstance(meta := doc.get("metadata"), dict)
+        and (meta.get("name"), meta.get("namespace")) == ("istio", "istio-system")
+        for doc in manifests
+    )
+
+
+def mesh_config(zipkin: str) -> str:
+    """Istio's mesh config as `up` runs it: JSON access logs, every request traced."""
+    return f"""# Written by `meshplane up`: Istio's mesh config (ConfigMap istio-system/istio).
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: istio
+  namespace: istio-system
+data:
+  mesh: |-
+    accessLogFile: /dev/stdout
+    accessLogEncoding: JSON
+    enableTracing: true
+    defaultConfig:
+      tracing:
+        sampling: 100
+        zipkin:
+          address: "{zipkin}"
+"""
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -149,13 +191,19 @@ def run_up(opts: UpOptions) -> int:
     (generated / "pods.yaml").write_text(generated_config(pods, opts.mode))
     mode = make_mode(opts.mode, workdir, opts.gateway_port, opts.mode_reason)
     mesh = Mesh(opts, workdir, mode)
+    if has_mesh_config(manifests):
+        print("meshplane up: the example has its own mesh config (ConfigMap istio)", flush=True)
+    else:
+        zipkin = "{}:{}".format(*mode.host_address(opts.zipkin_port))
+        (generated / "mesh-config.yaml").write_text(mesh_config(zipkin))
     # SIGTERM and Ctrl-C stop it, during start-up too; the finally below tears down.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     started = time.monotonic()
     print(f"meshplane up: {mode.describe()}; logs in {workdir}", flush=True)
     try:
-        mode.prepare(pods, manifests, mesh.xds_tls_port)
+        mode.prepare(pods, manifests, [mesh.xds_tls_port, opts.zipkin_port])
+        traces = mesh.start_collector()
         mesh.start_control_plane(generated)
         for pod in pods:
             mesh.start_pod(pod)
@@ -166,6 +214,7 @@ def run_up(opts: UpOptions) -> int:
         took = time.monotonic() - started
         print(f"mesh ready: {url}", flush=True)
         print(f"  {len(pods)} pods with sidecars, ready in {took:.1f}s", flush=True)
+        print(f"  traces: {traces}; access logs: {workdir}/*.envoy.log", flush=True)
         print(f"  debug API: {mesh.debug}/debug/syncz; Ctrl-C stops everything", flush=True)
         while True:
             mesh.sup.check()

@@ -12,6 +12,7 @@ from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.api.security.authorization_policy import AuthorizationPolicySpec
+from meshplane.api.security.peer_authentication import PeerAuthenticationSpec
 from meshplane.api.security.request_authentication import RequestAuthenticationSpec
 from meshplane.model.mesh import MeshConfig
 from meshplane.model.services import Endpoint, Service
@@ -81,6 +82,10 @@ class ProxyView:
     # (names only, model/gateway_credentials.py); a server needing another is left out.
     # None: not known (views built by hand), every credential assumed present. In `key`.
     credential_names: frozenset[str] | None = None
+    # The mesh's PeerAuthentications, oldest first, when any of them can DISABLE mTLS (else
+    # empty): auto mTLS sends plaintext to an endpoint whose own policy is DISABLE, so EDS
+    # depends on them (translators/endpoint_mtls.py). In `key`.
+    peer_authentications: tuple[Object[PeerAuthenticationSpec], ...] = ()
 
 
 LabelKey = tuple[tuple[str, str], ...]

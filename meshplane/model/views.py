@@ -22,6 +22,7 @@ from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
+from meshplane.api.security.peer_authentication import PeerAuthenticationSpec
 from meshplane.model.analysis import exported_more_widely, exported_to, gateway_refs
 from meshplane.model.delegates import delegate_lookup, resolve
 from meshplane.model.gateway_credentials import credential_names
@@ -128,6 +129,16 @@ class _MeshIndex:
             view = scope.view(inbound, matched, mtls)
             self._views[(scope_id, inbound, matched, mtls)] = view
         return secured_view(view, self.mesh, proxy, self._secured)
+
+    def disabling_peer_authentications(self) -> tuple[Object[PeerAuthenticationSpec], ...]:
+        """Every PeerAuthentication if any sets DISABLE (for a workload or a port), else none:
+        without one, no endpoint's policy can make auto mTLS fall back to plaintext, and
+        views need not change when policies do."""
+        policies = self.mesh.peer_authentications
+        disabling = any(
+            p.spec.mode == "DISABLE" or "DISABLE" in p.spec.port_mtls.values() for p in policies
+        )
+        return policies if disabling else ()
 
     def identities(self, hostname: str) -> tuple[str, ...]:
         """SPIFFE IDs of the service accounts of `hostname`'s endpoints (once per model)."""
@@ -347,6 +358,7 @@ class _Scope:
         self.selectors = _source_label_selectors(self.virtual_services)
         self.endpoints = {s.hostname: mesh.endpoints.get(s.hostname, ()) for s in self.services}
         self.workload_certs = proxy.workload_certs
+        self.peer_authentications = index.disabling_peer_authentications()
         router = self.proxy_type == "router"
         self.credential_names = credential_names(mesh.credentials, ns, gateways) if router else None
         # Only proxies doing mTLS check peers' SANs; for the others endpoint churn must not
@@ -371,6 +383,7 @@ class _Scope:
                 self.workload_certs,
                 sorted(self.identities.items()),
                 sorted(self.credential_names or ()),
+                [(str(p.key), p.revision) for p in self.peer_authentications],
             )
         )
 
@@ -433,6 +446,7 @@ class _Scope:
             inbound_mtls=mtls,
             service_identities=self.identities,
             credential_names=self.credential_names,
+            peer_authentications=self.peer_authentications,
         )
 
 

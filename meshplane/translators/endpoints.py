@@ -7,7 +7,7 @@ reads only the view's services, rules and endpoints and builds no listeners or r
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from envoy.config.core.v3.base_pb2 import Locality
 from envoy.config.core.v3.health_check_pb2 import HEALTHY
@@ -22,6 +22,7 @@ from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
 
 from meshplane.model.scope import ProxyView
 from meshplane.model.services import Endpoint
+from meshplane.translators.endpoint_mtls import EndpointMtls
 from meshplane.translators.memo import TranslationMemo
 from meshplane.translators.mtls import TLS_MODE_LABEL, TRANSPORT_SOCKET_MATCH
 from meshplane.translators.plans import EDS, ClusterPlan, outbound_cluster_plans
@@ -51,7 +52,9 @@ def locality(name: str) -> Locality:
     return Locality(region=region, zone=zone, sub_zone=sub_zone)
 
 
-def lb_endpoint(endpoint: Endpoint) -> LbEndpoint:
+def lb_endpoint(endpoint: Endpoint, istio: bool | None = None) -> LbEndpoint:
+    """`istio`: whether auto mTLS uses mTLS to it (endpoint_mtls.py); None: its tlsMode
+    label decides (no policy known)."""
     result = LbEndpoint(
         endpoint=EnvoyEndpoint(address=socket_address(endpoint.address, endpoint.port)),
         health_status=HEALTHY,
@@ -59,49 +62,68 @@ def lb_endpoint(endpoint: Endpoint) -> LbEndpoint:
         load_balancing_weight=u32(max(endpoint.weight, 1)),
     )
     # Endpoints running a sidecar: auto mTLS clusters pick their Istio mTLS socket by this.
-    if endpoint.labels.get(TLS_MODE_LABEL) == "istio":
+    if istio is None:
+        istio = endpoint.labels.get(TLS_MODE_LABEL) == "istio"
+    if istio:
         result.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].update({"tlsMode": "istio"})
     return result
 
 
-def locality_lb_endpoints(endpoints: Sequence[Endpoint]) -> list[LocalityLbEndpoints]:
-    """Endpoints grouped by locality, localities and endpoints in a stable order."""
-    groups: dict[str, list[Endpoint]] = {}
-    for e in endpoints:
-        groups.setdefault(e.locality, []).append(e)
+def locality_lb_endpoints(
+    endpoints: Sequence[Endpoint], istio: Sequence[bool] | None = None
+) -> list[LocalityLbEndpoints]:
+    """Endpoints grouped by locality, localities and endpoints in a stable order; `istio`
+    (one per endpoint) says which get the tlsMode metadata (default: their label)."""
+    flags: Sequence[bool | None] = istio if istio is not None else [None] * len(endpoints)
+    groups: dict[str, list[tuple[Endpoint, bool | None]]] = {}
+    for e, flag in zip(endpoints, flags, strict=True):
+        groups.setdefault(e.locality, []).append((e, flag))
     result = []
     for name in sorted(groups):
-        members = sorted(groups[name], key=lambda e: (e.address, e.port))
+        members = sorted(groups[name], key=lambda m: (m[0].address, m[0].port))
         result.append(
             LocalityLbEndpoints(
                 locality=locality(name),
-                lb_endpoints=[lb_endpoint(e) for e in members],
-                load_balancing_weight=u32(sum(max(e.weight, 1) for e in members)),
+                lb_endpoints=[lb_endpoint(e, flag) for e, flag in members],
+                load_balancing_weight=u32(sum(max(e.weight, 1) for e, _ in members)),
             )
         )
     return result
 
 
-def cluster_load_assignment(name: str, endpoints: Sequence[Endpoint]) -> ClusterLoadAssignment:
-    return ClusterLoadAssignment(cluster_name=name, endpoints=locality_lb_endpoints(endpoints))
-
-
-def plan_load_assignment(
-    plan: ClusterPlan, endpoints: Mapping[str, tuple[Endpoint, ...]]
+def cluster_load_assignment(
+    name: str, endpoints: Sequence[Endpoint], istio: Sequence[bool] | None = None
 ) -> ClusterLoadAssignment:
-    """The assignment for one cluster plan, from the view's hostname -> endpoints map."""
-    chosen = plan_endpoints(plan, endpoints.get(plan.service.hostname, ()))
-    return cluster_load_assignment(plan.name, chosen)
+    return ClusterLoadAssignment(
+        cluster_name=name, endpoints=locality_lb_endpoints(endpoints, istio)
+    )
+
+
+def _chosen(
+    plan: ClusterPlan, view: ProxyView, mtls: EndpointMtls
+) -> tuple[list[Endpoint], tuple[bool, ...]]:
+    chosen = plan_endpoints(plan, view.endpoints.get(plan.service.hostname, ()))
+    host = plan.service.hostname
+    return chosen, tuple(mtls.istio(host, e) for e in chosen)
+
+
+def plan_load_assignment(plan: ClusterPlan, view: ProxyView) -> ClusterLoadAssignment:
+    """The assignment for one cluster plan of `view`."""
+    chosen, istio = _chosen(plan, view, EndpointMtls(view))
+    return cluster_load_assignment(plan.name, chosen, istio)
 
 
 def _memo_load_assignment(
-    plan: ClusterPlan, view: ProxyView, memo: TranslationMemo
+    plan: ClusterPlan, view: ProxyView, memo: TranslationMemo, mtls: EndpointMtls
 ) -> ClusterLoadAssignment:
-    # An assignment is its name (the slot) and the endpoints chosen for it, compared by
-    # content: an edit to another subset's endpoints keeps this one as built.
-    chosen = plan_endpoints(plan, view.endpoints.get(plan.service.hostname, ()))
+    # An assignment is its name (the slot), the endpoints chosen for it, compared by
+    # content, and which of them get mTLS (their PeerAuthentication and DestinationRule
+    # decide): an edit to another subset's endpoints keeps this one as built.
+    chosen, istio = _chosen(plan, view, mtls)
     return memo.get(
-        ("eds", plan.name), tuple(chosen), lambda: cluster_load_assignment(plan.name, chosen)
+        ("eds", plan.name),
+        (tuple(chosen), istio),
+        lambda: cluster_load_assignment(plan.name, chosen, istio),
     )
 
 
@@ -120,6 +142,12 @@ def cluster_load_assignments(
         for p in outbound_cluster_plans(view)
         if p.discovery == EDS and (hosts is None or p.service.hostname in hosts)
     ]
+    mtls = EndpointMtls(view)
     if memo is None:
-        return {p.name: plan_load_assignment(p, view.endpoints) for p in plans}
-    return {p.name: _memo_load_assignment(p, view, memo) for p in plans}
+        return {p.name: _assignment(p, view, mtls) for p in plans}
+    return {p.name: _memo_load_assignment(p, view, memo, mtls) for p in plans}
+
+
+def _assignment(plan: ClusterPlan, view: ProxyView, mtls: EndpointMtls) -> ClusterLoadAssignment:
+    chosen, istio = _chosen(plan, view, mtls)
+    return cluster_load_assignment(plan.name, chosen, istio)

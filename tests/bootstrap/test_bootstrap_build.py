@@ -117,10 +117,17 @@ def test_tls_to_a_hostname_uses_dns_sni_and_san() -> None:
 def test_status_listeners_route_to_admin_and_can_be_turned_off() -> None:
     doc = _json(BootstrapOptions(workload="a", ip="10.0.0.5", admin_port=15999))
     listeners = {item["name"]: item for item in doc["static_resources"]["listeners"]}
+    # A REDIRECT sidecar owns its netns: 0.0.0.0 as Istio; NONE and gateways bind their IP.
     assert listeners["prometheus_stats"]["address"]["socket_address"] == {
-        "address": "10.0.0.5",
+        "address": "0.0.0.0",
         "port_value": 15090,
     }
+    for kwargs in ({"interception": "NONE"}, {"type": "router"}):
+        shared = _json(BootstrapOptions(workload="a", ip="10.0.0.5", **kwargs))  # type: ignore[arg-type]
+        stats = next(
+            x for x in shared["static_resources"]["listeners"] if x["name"] == "prometheus_stats"
+        )
+        assert stats["address"]["socket_address"]["address"] == "10.0.0.5"
     health = listeners["health_status"]
     hcm = health["filter_chains"][0]["filters"][0]["typed_config"]
     route = hcm["route_config"]["virtual_hosts"][0]["routes"][0]

@@ -143,6 +143,36 @@ def plaintext_refused(mode: str, pod: str) -> bool:
     return "HTTP/1.1" not in answer
 
 
+POD_GET = (
+    "import sys, urllib.request; "
+    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+)
+
+
+def pod_get(mode: str, pod: str, index: int, path: str) -> str:
+    """GET a sidecar's stats port (15090): on its pod IP (NONE) or inside its netns."""
+    if mode == "NONE":
+        status, body = http_get(f"http://127.0.10.{index}:15090{path}")
+        assert status == 200
+        return body
+    pod_ns = next(n for n in netns_names() if n.endswith(f"-{pod}"))
+    cmd = ["ip", "netns", "exec", pod_ns, sys.executable, "-c", POD_GET]
+    out = subprocess.run([*cmd, f"http://127.0.0.1:15090{path}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def traced_through_reviews() -> bool:
+    status, body = http_get("http://127.0.0.1:9411/api/v2/traces?serviceName=reviews-v3-0.default")
+    if status != 200:
+        return False
+    for trace in json.loads(body):
+        names = {s.get("localEndpoint", {}).get("serviceName", "") for s in trace}
+        if {"istio-ingressgateway.istio-system", "productpage-v1-0.default"} <= names:
+            return True
+    return False
+
+
 def control_plane_pid(up_pid: int) -> int | None:
     for pid in children_of(up_pid):
         try:
@@ -209,7 +239,8 @@ def test_up_runs_bookinfo_and_survives_edits_and_a_control_plane_restart(
     up, example, debug, out, mode = up_mesh
     text = out.read_text()
     assert re.search(r"mesh ready: (\S+)", text).group(1) == URL  # type: ignore[union-attr]
-    assert len(children_of(up.pid)) == 14  # control plane, gateway, 6 apps, 6 sidecars
+    # control plane, trace collector, gateway, 6 apps, 6 sidecars
+    assert len(children_of(up.pid)) == 15
 
     status, page = http_get(URL)
     assert status == 200 and "William Shakespeare" in page, page
@@ -239,3 +270,8 @@ def test_up_runs_bookinfo_and_survives_edits_and_a_control_plane_restart(
         load.more(20)
     assert load.failures == []
     assert "color:red" in http_get(URL)[1]  # v3 shows red stars, fetched from ratings
+
+    # Telemetry: Istio-style labels on productpage's sidecar stats, one trace across hops.
+    stats = pod_get(mode, "productpage-v1-0", 2, "/stats/prometheus")
+    assert re.search(r'destination_service="reviews\.default\.svc\.cluster\.local"', stats)
+    wait_for("a trace through gateway, productpage and reviews", traced_through_reviews, 20)
