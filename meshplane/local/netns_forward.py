@@ -56,6 +56,13 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def _tcp_socket(family: int) -> socket.socket:
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (and
+    # accepted sockets inherit the listener's), and without it Nagle meets delayed ACKs -
+    # 40 ms stalls on every small write of a kept-alive connection.
+    return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+
+
 def _create_in(netns: str, family: int, result: list[socket.socket | BaseException]) -> None:
     """Thread body: enter `netns`, create a TCP socket, go back; the thread then ends, so it
     never runs anything else in the wrong namespace even if going back failed."""
@@ -63,7 +70,7 @@ def _create_in(netns: str, family: int, result: list[socket.socket | BaseExcepti
         with open("/proc/thread-self/ns/net", "rb") as home, open(_netns_path(netns), "rb") as ns:
             _setns(ns.fileno())
             try:
-                result.append(socket.socket(family, socket.SOCK_STREAM))
+                result.append(_tcp_socket(family))
             finally:
                 _setns(home.fileno())
     except BaseException as exc:
@@ -73,7 +80,7 @@ def _create_in(netns: str, family: int, result: list[socket.socket | BaseExcepti
 def socket_in_netns(netns: str | None, family: int = socket.AF_INET) -> socket.socket:
     """A new TCP socket that lives in `netns` (None: this process's namespace)."""
     if netns is None:
-        return socket.socket(family, socket.SOCK_STREAM)
+        return _tcp_socket(family)
     result: list[socket.socket | BaseException] = []
     worker = threading.Thread(target=_create_in, args=(netns, family, result), daemon=True)
     worker.start()
