@@ -13,6 +13,7 @@ gives the user the gateway pod's port on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import threading
@@ -153,3 +154,6 @@ class RedirectMode:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
         self.net.teardown()  # with the bootstraps in its run dir
+        for parent in (self.net.run_dir.parent, self.net.run_dir.parent.parent):
+            with contextlib.suppress(OSError):  # not empty: another run's
+                parent.rmdir()

@@ -228,8 +228,9 @@ def up_mesh(
     assert [p for p in started if alive(p)] == []
     if shutil.which("ip"):
         assert netns_names() - namespaces_before == set()
-    if Path("/etc/netns").is_dir():
-        assert [p.name for p in Path("/etc/netns").iterdir() if p.name.startswith("mp")] == []
+    for etc in (Path("/etc/netns"), Path("/run/meshplane/netns")):
+        if etc.is_dir():
+            assert [p.name for p in etc.iterdir() if p.name.startswith("meshplane-")] == []
 
 
 @pytest.mark.parametrize("up_mesh", MODES, indirect=True)
