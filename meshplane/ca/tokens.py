@@ -3,8 +3,11 @@
 A token is a compact JWT signed ES256 with a key of its own (`token-key.pem` in the state
 dir, mode 0600: the CA key only signs certificates, and a plug-in CA's key may be RSA). Its
 claims are Kubernetes-like: `sub` is `system:serviceaccount:NAMESPACE:SERVICE_ACCOUNT`, `aud`
-is `meshplane`, `exp` bounds it (24 h by default). `verify` refuses a token that is expired,
-not yet valid, for another audience, signed by another key, or altered in any byte.
+is `meshplane`, `exp` bounds it (24 h by default), and `proxy_type` says which kind of proxy
+it admits (`sidecar` or `router`; a token without the claim, as issued before it existed, is a
+sidecar's): the node's claimed type alone proves nothing, and routers may hold their
+namespace's gateway credentials. `verify` refuses a token that is expired, not yet valid, for
+another audience, signed by another key, of an unknown proxy type, or altered in any byte.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from meshplane.ca.keys import private_pem, write_private
 __all__ = [
     "AUDIENCE",
     "DEFAULT_TTL",
+    "PROXY_TYPES",
     "TOKEN_KEY",
     "BadToken",
     "TokenIdentity",
@@ -44,6 +48,7 @@ AUDIENCE = "meshplane"
 ISSUER = "meshplane"
 TOKEN_KEY = "token-key.pem"
 DEFAULT_TTL = datetime.timedelta(hours=24)
+PROXY_TYPES = ("sidecar", "router")
 _SUBJECT_PREFIX = "system:serviceaccount:"
 _LEEWAY_S = 30  # clock skew between the host that minted a token and the control plane
 _COORD = 32  # bytes per P-256 signature half
@@ -59,6 +64,7 @@ class TokenIdentity:
 
     namespace: str
     service_account: str
+    proxy_type: str = "sidecar"
 
 
 def _b64(data: bytes) -> str:
@@ -103,12 +109,16 @@ class TokenSigner:
         service_account: str,
         ttl: datetime.timedelta = DEFAULT_TTL,
         *,
+        proxy_type: str = "sidecar",
         now: float | None = None,
     ) -> str:
-        """A token for `namespace`/`service_account` that expires after `ttl`."""
+        """A token for a `proxy_type` proxy of `namespace`/`service_account` that expires
+        after `ttl`."""
         for what, value in (("namespace", namespace), ("service account", service_account)):
             if not value or ":" in value or any(c.isspace() for c in value):
                 raise ValueError(f"{what} {value!r}: want a name without ':' or spaces")
+        if proxy_type not in PROXY_TYPES:
+            raise ValueError(f"proxy type {proxy_type!r}: want one of {', '.join(PROXY_TYPES)}")
         if ttl <= datetime.timedelta(0):
             raise ValueError("token TTL must be positive")
         issued = int(time.time() if now is None else now)
@@ -119,6 +129,7 @@ class TokenSigner:
             "iat": issued,
             "nbf": issued,
             "exp": issued + int(ttl.total_seconds()),
+            "proxy_type": proxy_type,
         }
         header = {"alg": "ES256", "typ": "JWT", "kid": self.key_id}
         signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}"
@@ -186,7 +197,10 @@ def _check_claims(claims: dict[str, Any], audience: str, now: float) -> TokenIde
     namespace, sep, account = sub[len(_SUBJECT_PREFIX) :].partition(":")
     if not sep or not namespace or not account or ":" in account:
         raise BadToken("token subject is not a service account")
-    return TokenIdentity(namespace, account)
+    proxy_type = claims.get("proxy_type", "sidecar")
+    if proxy_type not in PROXY_TYPES:
+        raise BadToken(f"token proxy type {proxy_type!r} is not one of {', '.join(PROXY_TYPES)}")
+    return TokenIdentity(namespace, account, proxy_type)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

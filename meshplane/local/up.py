@@ -101,7 +101,7 @@ class Mesh:
             admin_port=self.mode.admin_port() or free_port(),
             xds_address=f"{host}:{port}",
             token=TokenSigner.load_or_create(self.state).issue(
-                workload.namespace, workload.service_account
+                workload.namespace, workload.service_account, proxy_type=kind
             ),
             ca_cert_pem=(self.state / "root-cert.pem").read_text(),
         )

@@ -3,9 +3,11 @@
 The TLS port serves secrets, so every stream there must present `authorization: Bearer
 TOKEN` (gRPC metadata) with a token from `meshplane token`. No token, or one that fails
 verification (expired, tampered, another audience or signer), ends the stream with
-UNAUTHENTICATED; a valid token for another namespace or service account than the node
-claims ends it with PERMISSION_DENIED. Every refusal is logged with the node id and the
-reason, never the token. An accepted stream is served as the token's SPIFFE identity.
+UNAUTHENTICATED; a valid token for another namespace, service account or proxy type
+(sidecar or router, the node id's first field) than the node claims ends it with
+PERMISSION_DENIED. Every refusal is logged with the node id and the reason, never the token.
+An accepted stream is served as the token's SPIFFE identity and proxy type (ProxyIdentity):
+only a router token may hold gateway credentials (credentials.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from meshplane.ca.spiffe import SpiffeId
 from meshplane.ca.tokens import BadToken, TokenSigner
 from meshplane.model.proxy import BadNode, Proxy
 from meshplane.xds.ads import StreamRefused
+from meshplane.xds.credentials import ProxyIdentity
 
 __all__ = ["TokenAuthorizer"]
 
@@ -43,7 +46,7 @@ class TokenAuthorizer:
         self.trust_domain = trust_domain
         self._on_refused = on_refused
 
-    async def __call__(self, node: Node, metadata: Mapping[str, str]) -> SpiffeId:
+    async def __call__(self, node: Node, metadata: Mapping[str, str]) -> ProxyIdentity:
         """The stream's identity; StreamRefused with the status to end it with."""
         token = _bearer(metadata)
         if token is None:
@@ -65,7 +68,11 @@ class TokenAuthorizer:
                 f"{proxy.namespace}/{proxy.service_account}"
             )
             raise self._refuse(node, grpc.StatusCode.PERMISSION_DENIED, reason)
-        return SpiffeId(self.trust_domain, proxy.namespace, proxy.service_account)
+        if proxy.type != claimed.proxy_type:
+            reason = f"token is for a {claimed.proxy_type}, node is a {proxy.type}"
+            raise self._refuse(node, grpc.StatusCode.PERMISSION_DENIED, reason)
+        spiffe = SpiffeId(self.trust_domain, proxy.namespace, proxy.service_account)
+        return ProxyIdentity(spiffe, router=claimed.proxy_type == "router")
 
     def _refuse(self, node: Node, code: grpc.StatusCode, reason: str) -> StreamRefused:
         log.warning("xds TLS stream refused (%s): node %r: %s", code.name, node.id, reason)

@@ -8,17 +8,17 @@ DestinationRule names as its client `credentialName`. The names are the ones tra
 reference: ``kubernetes://NAME`` (certificate and key) and ``kubernetes://NAME-cacert``
 (the CA bundle, from the Secret NAME, else from a Secret called NAME-cacert).
 
-The stream's identity is the SPIFFE ID the token proved plus whether the node is a router:
-`typed_identity` wraps the TLS port's authorizer to say so.
+The stream's identity is the SPIFFE ID the token proved plus whether the token is a
+router's (auth.py checks the node's claimed type against the token's, so a sidecar's token
+cannot pose as a gateway).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from envoy.config.core.v3.base_pb2 import DataSource, Node
+from envoy.config.core.v3.base_pb2 import DataSource
 from envoy.extensions.transport_sockets.tls.v3.common_pb2 import (
     CertificateValidationContext,
     TlsCertificate,
@@ -35,28 +35,17 @@ from meshplane.translators.upstream_tls import (
     credential_resource,
 )
 
-__all__ = ["ProxyIdentity", "credential_secrets", "sidecar_credential_names", "typed_identity"]
+__all__ = ["ProxyIdentity", "credential_secrets", "sidecar_credential_names"]
 
 Credentials = Mapping[tuple[str, str], TlsCredential]
-Authorize = Callable[[Node, Mapping[str, str]], Awaitable[Any]]
 
 
 @dataclass(frozen=True, order=True)
 class ProxyIdentity:
-    """What a TLS stream proved (`spiffe`) and whether its node is a router."""
+    """What a TLS stream's token proved: its SPIFFE ID and whether it is a router's."""
 
     spiffe: SpiffeId
     router: bool
-
-
-def typed_identity(authorize: Authorize) -> Authorize:
-    """`authorize`, answering a ProxyIdentity instead of its SpiffeId."""
-
-    async def authorize_typed(node: Node, metadata: Mapping[str, str]) -> ProxyIdentity:
-        spiffe = await authorize(node, metadata)
-        return ProxyIdentity(spiffe, node.id.split("~", 1)[0] == "router")
-
-    return authorize_typed
 
 
 def sidecar_credential_names(mesh: MeshModel) -> frozenset[str]:

@@ -133,5 +133,6 @@ class RootRollout:
         if progress is None:
             return True  # SDS not asked for yet: its first answer will be current
         spiffe = SpiffeId(self.trust_domain, proxy.namespace, proxy.service_account)
+        # The TLS port admits a node only with a token of its own type: its id says it.
         identity = ProxyIdentity(spiffe, conn.node.id.startswith("router~"))
         return progress.settled(self.secrets.resources(identity))

@@ -31,7 +31,6 @@ from meshplane.xds.ads import AdsServicer, Resolver
 from meshplane.xds.auth import TokenAuthorizer
 from meshplane.xds.ca_metrics import CaMetrics
 from meshplane.xds.cache import SnapshotCache
-from meshplane.xds.credentials import typed_identity
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.root_rollout import RootRollout
 from meshplane.xds.secret_store import SecretStore
@@ -109,9 +108,7 @@ async def start_tls_port(
         sync_status,
         metrics,
         serve_secrets=True,
-        authorize=typed_identity(
-            TokenAuthorizer(signer, trust_domain, on_refused=ca_metrics.refused)
-        ),
+        authorize=TokenAuthorizer(signer, trust_domain, on_refused=ca_metrics.refused),
         secrets=secrets,
     )
     serving = ServingCert(lambda: rotator.ca, [*DEFAULT_SANS, *tls_sans], server_cert_ttl, key_type)

@@ -114,13 +114,15 @@ class ControlPlane(Proc):
         assert status == 200, (path, status, body)
         return json.loads(body)
 
-    def token(self, namespace: str, service_account: str, ttl: str = "1h") -> str:
-        """A join token for the TLS port (`meshplane token`)."""
+    def token(
+        self, namespace: str, service_account: str, ttl: str = "1h", kind: str = "sidecar"
+    ) -> str:
+        """A join token for the TLS port (`meshplane token`), for a `kind` proxy."""
         done = subprocess.run(
             [
                 *(str(BIN / "meshplane"), "token", "--namespace", namespace),
                 *("--service-account", service_account, "--state-dir", str(self.state_dir)),
-                *("--ttl", ttl),
+                *("--ttl", ttl, "--type", kind),
             ],
             check=True,
             capture_output=True,
@@ -179,7 +181,7 @@ class Envoy(Proc):
         if service_account:
             cmd += ["--service-account", service_account]
         if tls:
-            token = cp.token(namespace, service_account or "default")
+            token = cp.token(namespace, service_account or "default", kind=kind)
             cmd += ["--xds-address", f"127.0.0.1:{cp.xds_tls_port}", "--token", token]
             cmd += ["--ca-cert", str(cp.state_dir / "root-cert.pem")]
         cmd += extra

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mesh_harness import ControlPlane, Envoy, free_port, http_get, wait_for, write_atomically
-from test_mtls_traffic import CLIENT_ID, CONFIG, synced, xfcc_app
+from test_mtls_traffic import CLIENT_ID, CONFIG, xfcc_app
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -28,13 +28,28 @@ spec:
 """
 
 
+def synced(cp: ControlPlane, proxy: Envoy) -> bool:
+    """Listeners and clusters acknowledged, nothing STALE or NACKed (a DISABLE server with
+    no outbound cluster references no secret, so it may never ask for SDS)."""
+    rows = cp.json("/debug/syncz")
+    assert isinstance(rows, list)
+    for row in rows:
+        if row["proxy"].startswith(proxy.id_prefix):
+            types = row["types"]
+            acked = all(types[t]["status"] == "SYNCED" for t in ("cds", "lds"))
+            return acked and all(v["status"] in ("SYNCED", "NOT_SENT") for v in types.values())
+    return False
+
+
 @pytest.fixture
 def mesh(tmp_path: Path, logdir: Path) -> Iterator[tuple[int, int, Path]]:
     inbound, outbound = free_port(), free_port()
     config = tmp_path / "config"
     config.mkdir()
     with contextlib.ExitStack() as stack, xfcc_app() as app:
-        (config / "mesh.yaml").write_text(CONFIG.format(inbound=inbound, outbound=outbound, app=app))
+        (config / "mesh.yaml").write_text(
+            CONFIG.format(inbound=inbound, outbound=outbound, app=app)
+        )
         (config / "pa.yaml").write_text(SERVER_POLICY.format(mode="DISABLE"))
         cp = ControlPlane(config, logdir)
         stack.callback(cp.stop)

@@ -126,7 +126,7 @@ def subject(pem: bytes) -> str:
 
 
 async def sotw_secrets(cp: ControlPlane, kind: str, ns: str, sa: str) -> dict[str, bytes]:
-    async with tls_channel(cp) as channel, ads(channel, token(cp, ns, sa)) as stream:
+    async with tls_channel(cp) as channel, ads(channel, token(cp, ns, sa, kind)) as stream:
         node = proxy_node(kind, ns, sa)
         stream.queue.put_nowait(DiscoveryRequest(node=node, type_url=SDS, resource_names=ASKED))
         got = secrets_of(await stream.next())
@@ -143,7 +143,10 @@ async def test_router_gets_only_its_own_namespaces_credential(cp: ControlPlane) 
 
 
 async def test_delta_wildcard_and_names_never_cross_namespaces(cp: ControlPlane) -> None:
-    async with tls_channel(cp) as channel, ads(channel, token(cp, "beta", "gw"), delta=True) as st:
+    async with (
+        tls_channel(cp) as channel,
+        ads(channel, token(cp, "beta", "gw", "router"), delta=True) as st,
+    ):
         request = DeltaDiscoveryRequest(
             node=proxy_node("router", "beta", "gw"),
             type_url=SDS,
@@ -166,7 +169,7 @@ async def test_sidecar_gets_only_destination_rule_credentials(cp: ControlPlane) 
 
 async def test_plaintext_port_serves_no_credential(cp: ControlPlane) -> None:
     plain = grpc.aio.insecure_channel(f"127.0.0.1:{cp.xds_port}")
-    async with plain as channel, ads(channel, token(cp, "alpha", "ingress")) as stream:
+    async with plain as channel, ads(channel, token(cp, "alpha", "ingress", "router")) as stream:
         node = proxy_node("router", "alpha", "ingress")
         stream.queue.put_nowait(DiscoveryRequest(node=node, type_url=SDS, resource_names=ASKED))
         assert await stream.nothing_for()
@@ -184,7 +187,10 @@ async def test_configz_shows_no_key_material(cp: ControlPlane) -> None:
 async def test_replaced_secret_file_pushes_the_new_certificate(
     cp: ControlPlane, tmp_path: Path
 ) -> None:
-    async with tls_channel(cp) as channel, ads(channel, token(cp, "alpha", "gw")) as stream:
+    async with (
+        tls_channel(cp) as channel,
+        ads(channel, token(cp, "alpha", "gw", "router")) as stream,
+    ):
         node = proxy_node("router", "alpha", "gw")
         names = ["kubernetes://gw-cred"]
         stream.queue.put_nowait(DiscoveryRequest(node=node, type_url=SDS, resource_names=names))

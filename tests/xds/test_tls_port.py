@@ -72,8 +72,8 @@ def node(ns: str, sa: str, name: str = "pod") -> Node:
     return n
 
 
-def token(cp: ControlPlane, ns: str, sa: str) -> str:
-    return TokenSigner.load_or_create(cp.options.state_dir).issue(ns, sa)
+def token(cp: ControlPlane, ns: str, sa: str, kind: str = "sidecar") -> str:
+    return TokenSigner.load_or_create(cp.options.state_dir).issue(ns, sa, proxy_type=kind)
 
 
 @contextlib.asynccontextmanager
