@@ -76,6 +76,8 @@ def process_name(pid: int) -> str:
         return f"app {service}-{version}"
     if "serve" in argv and any(Path(a).name == "meshplane" for a in argv):
         return "control plane"
+    if "meshplane.local.zipkin" in argv:
+        return "zipkin collector"
     return Path(argv[0]).name
 
 
