@@ -53,6 +53,7 @@ class Mode(Protocol):
     def prepare(
         self, pods: Sequence[Pod], manifests: Sequence[Any], host_ports: Sequence[int]
     ) -> None: ...
+    def refresh(self, manifests: Sequence[Any]) -> list[str]: ...
     def control_plane_sans(self) -> list[str]: ...
     def host_address(self, port: int) -> tuple[str, int]: ...
     def admin_port(self) -> int | None: ...
@@ -83,6 +84,10 @@ class NoneMode:
         self, pods: Sequence[Pod], manifests: Sequence[Any], host_ports: Sequence[int]
     ) -> None:
         return None
+
+    def refresh(self, manifests: Sequence[Any]) -> list[str]:
+        """Nothing to redo: NONE-mode apps are told their sidecar's address, not names."""
+        return []
 
     def control_plane_sans(self) -> list[str]:
         return []

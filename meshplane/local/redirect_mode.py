@@ -36,31 +36,35 @@ VIP_PREFIX = "10.96.0."  # Kubernetes' default service CIDR
 GATEWAY_NAME = "istio-ingressgateway"
 
 
-def service_vips(manifests: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+def service_vips(
+    manifests: Sequence[Mapping[str, Any]],
+    previous: Mapping[tuple[str, str], str] | None = None,
+) -> dict[tuple[str, str], str]:
     """(namespace, name) -> virtual IP of every Service: its clusterIP, else one from 10.96.0.0/24.
 
     Without a clusterIP the mesh routes HTTP by Host, so any address that leaves the pod
-    works; `up` allocates one as the API server would.
+    works; `up` allocates one as the API server would, and a Service keeps the address it
+    had in `previous` (adding a Service never moves another).
     """
-    vips: dict[tuple[str, str], str] = {}
-    taken: set[str] = set()
-    services = [d for d in manifests if d.get("kind") == "Service"]
-    for svc in services:
-        ip = str((svc.get("spec") or {}).get("clusterIP") or "")
-        if ip and ip != "None":
-            ipaddress.ip_address(ip)
-            taken.add(ip)
-    host = 10
-    for svc in services:
+    services = {}
+    for svc in (d for d in manifests if d.get("kind") == "Service"):
         meta = svc.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
-        ip = str((svc.get("spec") or {}).get("clusterIP") or "")
-        if not ip or ip == "None":
-            while f"{VIP_PREFIX}{host}" in taken:
-                host += 1
-            ip = f"{VIP_PREFIX}{host}"
-            taken.add(ip)
-        vips[key] = ip
+        services[key] = str((svc.get("spec") or {}).get("clusterIP") or "")
+    vips = {key: ip for key, ip in services.items() if ip and ip != "None"}
+    for ip in vips.values():
+        ipaddress.ip_address(ip)  # a bad clusterIP fails here, naming itself
+    for key in services:
+        if key not in vips and previous and key in previous:
+            vips[key] = previous[key]
+    taken = set(vips.values())
+    free = (f"{VIP_PREFIX}{host}" for host in range(10, 255))
+    for key in services:
+        if key not in vips:
+            vip = next((ip for ip in free if ip not in taken), None)
+            if vip is None:
+                raise ValueError(f"more than 245 Services without a clusterIP: {key[0]}/{key[1]}")
+            vips[key] = vip
     return vips
 
 
@@ -92,6 +96,8 @@ class RedirectMode:
         # run's dir, so `sweep` removes it after a crash too.
         self.boot_dir = self.net.run_dir / "bootstrap"
         self.forwarders: list[TcpForwarder] = []
+        self.vips: dict[tuple[str, str], str] = {}
+        self.namespaces: dict[str, str] = {}  # pod -> its namespace (its search path)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -107,10 +113,12 @@ class RedirectMode:
         self.net.create()
         self.boot_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.boot_dir, 0o711)
-        vips = service_vips(manifests)
+        self.vips = vips = service_vips(manifests)
         for pod in pods:
+            self.namespaces[pod.name] = pod.namespace
             net = self.net.add_pod(pod.name, ip=pod.ip, hosts=hosts_for(pod.namespace, vips))
             apply_nat_rules(net.netns)
+        self.namespaces[GATEWAY_NAME] = "istio-system"
         self.net.add_pod(GATEWAY_NAME, ip=self.gateway_ip, hosts=hosts_for("istio-system", vips))
         self.thread.start()
         bridge = self.net.bridge_ip
@@ -118,6 +126,20 @@ class RedirectMode:
             self._forward(Endpoint(bridge, port, self.net.node_netns), Endpoint("127.0.0.1", port))
         gateway = Endpoint(self.gateway_ip, self.gateway_port, self.net.node_netns)
         self._forward(Endpoint("127.0.0.1", self.gateway_port), gateway)
+
+    def refresh(self, manifests: Sequence[Any]) -> list[str]:
+        """Rewrite every pod's /etc/hosts if the Services changed; returns what changed."""
+        vips = service_vips(manifests, self.vips)
+        if vips == self.vips:
+            return []
+        changed = sorted(f"{ns}/{name}" for ns, name in vips.keys() ^ self.vips.keys())
+        changed += sorted(
+            f"{ns}/{n}" for (ns, n), ip in vips.items() if self.vips.get((ns, n), ip) != ip
+        )
+        self.vips = vips
+        for name, pod in self.net.pods.items():
+            self.net.set_hosts(pod, hosts_for(self.namespaces[name], vips))
+        return changed
 
     def _forward(self, listen: Endpoint, target: Endpoint) -> None:
         future = asyncio.run_coroutine_threadsafe(start_forwarder(listen, target), self.loop)

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from meshplane.bootstrap.build import bootstrap, render_json
 from meshplane.bootstrap.options import BootstrapOptions
 from meshplane.ca.tokens import TokenSigner
@@ -175,6 +177,28 @@ data:
 """
 
 
+def example_signature(example: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a manifest is written, added or removed (names, mtimes, sizes)."""
+    found = []
+    for path in sorted([*example.glob("*.yaml"), *example.glob("*.yml")]):
+        try:
+            st = path.stat()
+        except OSError:
+            continue  # removed between the glob and the stat: the next poll sees it
+        found.append((path.name, st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
+def refresh_names(mode: Mode, example: Path) -> None:
+    """After an edit, give pods the Services' names again (a Service added or removed)."""
+    try:
+        changed = mode.refresh(read_manifests(example))
+    except (OSError, ValueError, yaml.YAMLError):
+        return  # the control plane reports a bad file; pods keep the names they have
+    if changed:
+        print(f"  pods' /etc/hosts updated: {', '.join(changed)}", flush=True)
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -216,8 +240,12 @@ def run_up(opts: UpOptions) -> int:
         print(f"  {len(pods)} pods with sidecars, ready in {took:.1f}s", flush=True)
         print(f"  traces: {traces}; access logs: {workdir}/*.envoy.log", flush=True)
         print(f"  debug API: {mesh.debug}/debug/syncz; Ctrl-C stops everything", flush=True)
+        seen = example_signature(opts.example)
         while True:
             mesh.sup.check()
+            if (now := example_signature(opts.example)) != seen:
+                seen = now
+                refresh_names(mode, opts.example)
             time.sleep(0.2)
     except KeyboardInterrupt:
         return 0

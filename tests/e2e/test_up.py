@@ -162,6 +162,30 @@ def pod_get(mode: str, pod: str, index: int, path: str) -> str:
     return out.stdout
 
 
+CANARY_SERVICE = """apiVersion: v1
+kind: Service
+metadata:
+  name: details-canary
+spec:
+  ports:
+  - port: 9080
+    name: http
+  selector:
+    app: details
+"""
+
+
+def canary_answers() -> bool:
+    """From inside productpage's pod, by name: resolved by its /etc/hosts, sent by iptables
+    through its sidecar, which routes the new host (mTLS to details' sidecar)."""
+    pod_ns = next(n for n in netns_names() if n.endswith("-productpage-v1-0"))
+    cmd = ["ip", "netns", "exec", pod_ns, sys.executable, "-c", POD_GET]
+    out = subprocess.run(
+        [*cmd, "http://details-canary:9080/details/0"], capture_output=True, text=True
+    )
+    return out.returncode == 0 and "William Shakespeare" in out.stdout
+
+
 def traced_through_reviews() -> bool:
     status, body = http_get("http://127.0.0.1:9411/api/v2/traces?serviceName=reviews-v3-0.default")
     if status != 200:
@@ -271,6 +295,11 @@ def test_up_runs_bookinfo_and_survives_edits_and_a_control_plane_restart(
         load.more(20)
     assert load.failures == []
     assert "color:red" in http_get(URL)[1]  # v3 shows red stars, fetched from ratings
+
+    if mode == "REDIRECT":  # a Service added while up runs: pods resolve it and reach it
+        (example / "details-canary.yaml").write_text(CANARY_SERVICE)
+        wait_for("hosts updated", lambda: "default/details-canary" in out.read_text(), 10)
+        wait_for("details-canary through the mesh", canary_answers, timeout=15)
 
     # Telemetry: Istio-style labels on productpage's sidecar stats, one trace across hops.
     stats = pod_get(mode, "productpage-v1-0", 2, "/stats/prometheus")
