@@ -242,6 +242,13 @@ class PodNetwork:
         self.pods[name] = pod
         return pod
 
+    def remove_pod(self, name: str) -> None:
+        """Delete pod `name`'s namespace (its veth pair and rules go with it) and /etc/netns
+        dir; its processes must be stopped first. Unknown names are fine."""
+        pod = self.pods.pop(name, None)
+        if pod is not None:
+            _delete_netns(pod.netns)
+
     def set_hosts(self, pod: PodNet, hosts: Mapping[str, str]) -> None:
         """(Re)write the pod's /etc/hosts and resolv.conf as `ip netns exec` shows them.
 

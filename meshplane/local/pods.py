@@ -68,6 +68,7 @@ class Pod:
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     ports: tuple[InboundPort, ...] = ()
+    index: int = 0  # its address slot: kept while the pod exists, reused after it is gone
 
 
 def read_manifests(example: Path) -> list[dict[str, Any]]:
@@ -151,6 +152,7 @@ def _pod(
     if not argv:
         raise ValueError(f"Deployment {ns}/{name}: the container has no command")
     return Pod(
+        index=index,
         name=name,
         namespace=ns,
         service_account=sa,
@@ -164,10 +166,16 @@ def _pod(
     )
 
 
-def plan_pods(manifests: Iterable[Mapping[str, Any]], mode: str = "NONE") -> list[Pod]:
+def plan_pods(
+    manifests: Iterable[Mapping[str, Any]],
+    mode: str = "NONE",
+    indexes: Mapping[str, int] | None = None,
+) -> list[Pod]:
     """One Pod per replica of each Deployment, in a stable order (ValueError if malformed).
 
-    `mode` is the interception mode (NONE or REDIRECT), which decides the addresses.
+    `mode` is the interception mode (NONE or REDIRECT), which decides the addresses;
+    `indexes` gives pods that already run their address slots (a Deployment scaled while
+    `up` runs must not move the others), new pods take the lowest free slots.
     """
     docs = list(manifests)
     services = [d for d in docs if d.get("kind") == "Service"]
@@ -175,17 +183,26 @@ def plan_pods(manifests: Iterable[Mapping[str, Any]], mode: str = "NONE") -> lis
         (d for d in docs if d.get("kind") == "Deployment"),
         key=lambda d: (_namespace(d), d["metadata"]["name"]),
     )
-    pods: list[Pod] = []
+    wanted: list[tuple[Mapping[str, Any], int, str]] = []
     for deployment in deployments:
+        meta = deployment.get("metadata") or {}
         try:
             replicas = int((deployment.get("spec") or {}).get("replicas", 1))
-            for replica in range(replicas):
-                pods.append(_pod(deployment, replica, len(pods), services, mode))
+        except (TypeError, ValueError):
+            raise ValueError(f"Deployment {meta.get('name', '?')}: bad spec.replicas") from None
+        wanted += [(deployment, r, f"{meta.get('name')}-{r}") for r in range(replicas)]
+    if len(wanted) > MAX_PODS:
+        raise ValueError(f"{len(wanted)} pods: at most {MAX_PODS} fit in one /24")
+    kept = {name: i for name, i in (indexes or {}).items() if any(w[2] == name for w in wanted)}
+    free = (i for i in range(MAX_PODS) if i not in kept.values())
+    pods: list[Pod] = []
+    for deployment, replica, name in wanted:
+        index = kept[name] if name in kept else next(free)
+        try:
+            pods.append(_pod(deployment, replica, index, services, mode))
         except (KeyError, TypeError, IndexError) as exc:
             meta = deployment.get("metadata") or {}
             raise ValueError(f"Deployment {meta.get('name', '?')}: missing {exc}") from None
-    if len(pods) > MAX_PODS:
-        raise ValueError(f"{len(pods)} pods: at most {MAX_PODS} fit in one /24")
     return pods
 
 

@@ -115,9 +115,7 @@ class RedirectMode:
         os.chmod(self.boot_dir, 0o711)
         self.vips = vips = service_vips(manifests)
         for pod in pods:
-            self.namespaces[pod.name] = pod.namespace
-            net = self.net.add_pod(pod.name, ip=pod.ip, hosts=hosts_for(pod.namespace, vips))
-            apply_nat_rules(net.netns)
+            self.add_pod(pod)
         self.namespaces[GATEWAY_NAME] = "istio-system"
         self.net.add_pod(GATEWAY_NAME, ip=self.gateway_ip, hosts=hosts_for("istio-system", vips))
         self.thread.start()
@@ -126,6 +124,16 @@ class RedirectMode:
             self._forward(Endpoint(bridge, port, self.net.node_netns), Endpoint("127.0.0.1", port))
         gateway = Endpoint(self.gateway_ip, self.gateway_port, self.net.node_netns)
         self._forward(Endpoint("127.0.0.1", self.gateway_port), gateway)
+
+    def add_pod(self, pod: Pod) -> None:
+        """The pod's namespace on the bridge, its /etc/hosts and its capture rules."""
+        self.namespaces[pod.name] = pod.namespace
+        net = self.net.add_pod(pod.name, ip=pod.ip, hosts=hosts_for(pod.namespace, self.vips))
+        apply_nat_rules(net.netns)
+
+    def remove_pod(self, name: str) -> None:
+        self.namespaces.pop(name, None)
+        self.net.remove_pod(name)
 
     def refresh(self, manifests: Sequence[Any]) -> list[str]:
         """Rewrite every pod's /etc/hosts if the Services changed; returns what changed."""

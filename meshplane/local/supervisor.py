@@ -88,6 +88,18 @@ class Supervisor:
                 child.restarts += 1
                 child.died_at = None
 
+    def stop_child(self, name: str) -> None:
+        """SIGTERM the child called `name` (SIGKILL after 5 s) and forget it."""
+        for child in [c for c in self.children if c.name == name]:
+            self.children.remove(child)
+            if child.proc.poll() is None:
+                child.proc.terminate()
+            try:
+                child.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+
     def stop(self) -> None:
         """SIGTERM every child still running (newest first), SIGKILL after 5 s."""
         for child in reversed(self.children):

@@ -106,6 +106,22 @@ def edit_reviews(example: Path, old: str, new: str) -> None:
     write_atomically(vs, text.replace(old, new))
 
 
+def set_replicas(example: Path, deployment: str, replicas: int) -> None:
+    path = example / "deployments.yaml"
+    docs = path.read_text().split("\n---\n")
+    for i, doc in enumerate(docs):
+        if f"name: {deployment}\n" in doc:
+            docs[i] = re.sub(r"replicas: \d+", f"replicas: {replicas}", doc)
+    write_atomically(path, "\n---\n".join(docs))
+
+
+def endpoints_of(debug: str, service: str) -> int:
+    status, body = http_get(f"http://{debug}/debug/registryz")
+    assert status == 200
+    host = f"{service}.default.svc.cluster.local"
+    return next(len(s["endpoints"]) for s in json.loads(body) if s["hostname"] == host)
+
+
 def all_synced(debug: str, proxies: int) -> bool:
     status, body = http_get(f"http://{debug}/debug/syncz")
     if status != 200:
@@ -295,6 +311,21 @@ def test_up_runs_bookinfo_and_survives_edits_and_a_control_plane_restart(
         load.more(20)
     assert load.failures == []
     assert "color:red" in http_get(URL)[1]  # v3 shows red stars, fetched from ratings
+
+    # A Deployment scaled to 2 replicas and back while requests flow (reviews v3 calls ratings).
+    with Load() as load:
+        set_replicas(example, "ratings-v1", 2)
+        wait_for("ratings-v1-1 started", lambda: "+ratings-v1-1" in out.read_text(), 15)
+        wait_for("8 proxies synced", lambda: all_synced(debug, 8), timeout=30)
+        wait_for("two ratings endpoints", lambda: endpoints_of(debug, "ratings") == 2, 10)
+        load.more(30)
+        set_replicas(example, "ratings-v1", 1)
+        wait_for("ratings-v1-1 stopped", lambda: "-ratings-v1-1" in out.read_text(), 15)
+        wait_for("7 proxies synced", lambda: all_synced(debug, 7), timeout=30)
+        assert endpoints_of(debug, "ratings") == 1
+        load.more(20)
+    assert load.failures == []
+    assert len(children_of(up.pid)) == 15
 
     if mode == "REDIRECT":  # a Service added while up runs: pods resolve it and reach it
         (example / "details-canary.yaml").write_text(CANARY_SERVICE)
