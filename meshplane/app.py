@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from meshplane.model.mesh import MeshConfig
 from meshplane.model.store import ConfigStore
 from meshplane.options import ServeOptions
 from meshplane.sources.files import DirectoryWatcher
+from meshplane.sources.kubeconfig import KubeconfigError, load_access
+from meshplane.sources.kubernetes import KubernetesSource
 from meshplane.xds.ads import AdsServicer
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.debounce import Debouncer
@@ -108,8 +111,7 @@ def system_ca_bundle() -> str:
 
 async def start(options: ServeOptions) -> ControlPlane:
     """Load the initial config, start xDS and the debug API, and watch for changes."""
-    if options.kubernetes:
-        raise NotImplementedError("--kubernetes comes with the Kubernetes issue; use --config-dir")
+    source, where = _config_source(options)
     store = ConfigStore(
         MeshConfig(trust_domain=options.trust_domain, system_ca_bundle=system_ca_bundle())
     )
@@ -138,8 +140,7 @@ async def start(options: ServeOptions) -> ControlPlane:
         max_wait=options.debounce_max_ms / 1000,
     )
     cp = ControlPlane(options, store, cache, sync, registry, pusher, debouncer)
-    watcher = DirectoryWatcher(list(options.config_dirs))
-    batches = aiter(watcher)
+    batches: AsyncIterator[Any] = aiter(source)
     started = time.perf_counter()
     store.apply_all(await anext(batches))
     store.mesh()  # build now, so /ready means "loaded and translatable"
@@ -147,7 +148,7 @@ async def start(options: ServeOptions) -> ControlPlane:
         "loaded %d objects (%d rejected) from %s in %.3fs",
         len(store.objects()),
         len({(e.kind, e.namespace, e.name) for e in store.errors()}),
-        ", ".join(options.config_dirs),
+        where,
         time.perf_counter() - started,
     )
     servicer = AdsServicer(cache, pusher.resolve, sync, metrics, serve_secrets=False)
@@ -166,7 +167,7 @@ async def start(options: ServeOptions) -> ControlPlane:
     )
     runner, cp.http_port = await start_debug_server(build_app(sources), options.http_address)
     cp._stops.append(runner.cleanup)
-    cp._stops.append(watcher.stop)
+    cp._stops.append(source.close if isinstance(source, KubernetesSource) else _stopper(source))
     cp.tasks.append(asyncio.create_task(debouncer.run(), name="debounce"))
     cp.tasks.append(asyncio.create_task(_follow(batches, store, debouncer), name="watch"))
     cp.ready = True
@@ -177,6 +178,21 @@ async def start(options: ServeOptions) -> ControlPlane:
         _addr(options.http_address, cp.http_port),
     )
     return cp
+
+
+def _config_source(options: ServeOptions) -> tuple[DirectoryWatcher | KubernetesSource, str]:
+    """The watched directories, or the cluster (KubeconfigError if it cannot be reached)."""
+    if options.kubernetes:
+        source = KubernetesSource(load_access(options.kubeconfig))
+        return source, source.server
+    return DirectoryWatcher(list(options.config_dirs)), ", ".join(options.config_dirs)
+
+
+def _stopper(watcher: DirectoryWatcher) -> Callable[[], Awaitable[None]]:
+    async def stop() -> None:
+        watcher.stop()
+
+    return stop
 
 
 async def _start_tls(options: ServeOptions, cp: ControlPlane, metrics: XdsMetrics) -> TlsPort:
@@ -198,7 +214,7 @@ async def _start_tls(options: ServeOptions, cp: ControlPlane, metrics: XdsMetric
 
 
 async def _follow(batches: Any, store: ConfigStore, debouncer: Debouncer[Change]) -> None:
-    """Apply each batch of file changes and hand what changed to the debouncer."""
+    """Apply each batch of changes (files or cluster) and hand what changed to the debouncer."""
     async for batch in batches:
         change = store.apply_all(batch)
         if not change.is_empty:
@@ -227,6 +243,6 @@ def run(options: ServeOptions) -> int:
     configure_logging(options)
     try:
         return asyncio.run(serve(options))
-    except NotImplementedError as exc:
+    except (NotImplementedError, KubeconfigError) as exc:
         log.error("%s", exc)
         return 2

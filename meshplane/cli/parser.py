@@ -9,6 +9,7 @@ from meshplane.cli import (
     analyze_cmd,
     bootstrap_cmd,
     ca_cmd,
+    crds_cmd,
     proxy_config_cmd,
     proxy_status_cmd,
     serve_cmd,
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_cmd.register(commands)
     token_cmd.register(commands)
     ca_cmd.register(commands)
+    crds_cmd.register(commands)
     proxy_status_cmd.register(commands)
     proxy_config_cmd.register(commands)
     return parser

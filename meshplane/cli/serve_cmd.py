@@ -25,8 +25,17 @@ def register(commands: Any) -> None:
         metavar="DIR",
         help="directory of Istio YAML, watched (repeatable)",
     )
-    p.add_argument("--kubernetes", action="store_true", help="read config from a cluster's API")
-    p.add_argument("--kubeconfig", metavar="PATH")
+    p.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="read config and workloads from a Kubernetes API server (list+watch)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="with --kubernetes: kubeconfig to use (default $KUBECONFIG, in-cluster, "
+        "~/.kube/config)",
+    )
     p.add_argument(
         "--xds-address",
         default=_DEFAULTS.xds_address,
@@ -77,6 +86,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     """ServeOptions from parsed `serve` arguments (ValueError if inconsistent)."""
     if not args.config_dir and not args.kubernetes:
         raise ValueError("give --config-dir DIR (repeatable) or --kubernetes")
+    if args.config_dir and args.kubernetes:
+        raise ValueError("give either --config-dir or --kubernetes, not both")
     if args.kubeconfig and not args.kubernetes:
         raise ValueError("--kubeconfig needs --kubernetes")
     return ServeOptions(

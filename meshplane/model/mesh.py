@@ -24,6 +24,9 @@ class MeshConfig:
     """Mesh-wide settings (Istio's MeshConfig subset that the translators read)."""
 
     trust_domain: str = "cluster.local"
+    # Other trust domains whose identities count as this mesh's (Istio's trustDomainAliases):
+    # policies naming one match the same service account in all; clients accept them.
+    trust_domain_aliases: tuple[str, ...] = ()
     root_namespace: str = "istio-system"
     outbound_traffic_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
     dns_domain_suffix: str = "svc.cluster.local"
@@ -41,6 +44,9 @@ class MeshConfig:
     enable_tracing: bool = False
     zipkin_address: str = ""  # HOST:PORT of the Zipkin collector; tracing needs one
     trace_sampling: float = 1.0  # percent of requests a proxy starts a trace for
+    # Istio's defaultConfig.gatewayTopology.numTrustedProxies: gateways take the client's
+    # address from X-Forwarded-For, that many hops from the right (xff_num_trusted_hops).
+    num_trusted_proxies: int = 0
 
     @property
     def tracing(self) -> bool:

@@ -26,6 +26,7 @@ ISTIO_DEFAULTS: dict[str, Any] = {
     "zipkin_address": "",
     "trace_sampling": 1.0,
     "outbound_traffic_policy": "ALLOW_ANY",
+    "num_trusted_proxies": 0,
 }
 
 
@@ -42,6 +43,8 @@ def effective_mesh_config(
     }
     if spec.root_namespace is not None:
         values["root_namespace"] = spec.root_namespace
+    # Aliases are about policy and peers, not certificates, so the ConfigMap's apply.
+    values["trust_domain_aliases"] = spec.trust_domain_aliases or ()
     warnings = []
 
     def warn(field: str, reason: str) -> None:
@@ -60,7 +63,8 @@ def effective_mesh_config(
     if spec.trust_domain is not None and spec.trust_domain != base.trust_domain:
         warn(
             "trustDomain",
-            f"ignored: certificates use serve --trust-domain ({base.trust_domain!r})",
+            f"ignored: certificates use serve --trust-domain ({base.trust_domain!r}); "
+            "list other trust domains in trustDomainAliases",
         )
     if spec.enable_tracing and not spec.zipkin_address:
         warn(

@@ -70,6 +70,7 @@ def kubernetes_service(obj: Object[ServiceSpec], domain_suffix: str) -> Service:
             export_to=tuple(x.strip() for x in export.split(",") if x.strip()),
             labels=dict(obj.meta.labels),
             source="kubernetes",
+            selector=tuple(sorted((spec.selector or {}).items())),
         )
     )
 

@@ -86,6 +86,10 @@ class ProxyView:
     # empty): auto mTLS sends plaintext to an endpoint whose own policy is DISABLE, so EDS
     # depends on them (translators/endpoint_mtls.py). In `key`.
     peer_authentications: tuple[Object[PeerAuthenticationSpec], ...] = ()
+    # Routers: (Gateway server port, port the listener binds) where they differ, because a
+    # Service in front of the gateway maps that port to another targetPort (Istio's
+    # resolvePorts; model/gateway_ports.py). Per proxy, like `inbound`. In `key`.
+    gateway_ports: tuple[tuple[int, int], ...] = ()
 
 
 LabelKey = tuple[tuple[str, str], ...]

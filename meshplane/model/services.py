@@ -41,6 +41,9 @@ class Service:
     subject_alt_names: tuple[str, ...] = ()
     """A ServiceEntry's `subjectAltNames`: identities its endpoints may present, checked
     with those of its workloads' service accounts by mesh mTLS clients (Istio)."""
+    selector: tuple[tuple[str, str], ...] = ()
+    """A Kubernetes Service's pod selector, sorted (none: selects nothing). Only views read
+    it (which Services select a gateway proxy), so it is not part of `revision`."""
 
     def port(self, number: int) -> ServicePort | None:
         return next((p for p in self.ports if p.number == number), None)

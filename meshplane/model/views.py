@@ -26,6 +26,7 @@ from meshplane.api.security.peer_authentication import PeerAuthenticationSpec
 from meshplane.model.analysis import exported_more_widely, exported_to, gateway_refs
 from meshplane.model.delegates import delegate_lookup, resolve
 from meshplane.model.gateway_credentials import credential_names
+from meshplane.model.gateway_ports import GatewayPorts, gateway_ports
 from meshplane.model.hosts import host_matches, specificity
 from meshplane.model.mesh import MeshModel
 from meshplane.model.peer_authentication import inbound_mtls
@@ -40,6 +41,9 @@ __all__ = ["merge_destination_rules", "view_for"]
 DR = Object[DestinationRuleSpec]
 VS = Object[VirtualServiceSpec]
 ScopeId = tuple[Any, ...]
+# What, besides its scope, makes one proxy's view: inbound ports, matched sourceLabels, mTLS
+# modes and gateway listen ports.
+ViewId = tuple[ScopeId, tuple[InboundPort, ...], frozenset[LabelKey], InboundMtls, GatewayPorts]
 
 
 def view_for(mesh: MeshModel, proxy: Proxy) -> ProxyView:
@@ -78,9 +82,7 @@ class _MeshIndex:
             self.drs[dr.namespace].append(dr)
         self._by_address: dict[str, list[Endpoint]] | None = None
         self._scopes: dict[ScopeId, _Scope] = {}
-        self._views: dict[
-            tuple[ScopeId, tuple[InboundPort, ...], frozenset[LabelKey], InboundMtls], ProxyView
-        ] = {}
+        self._views: dict[ViewId, ProxyView] = {}
         self._identities: dict[str, tuple[str, ...]] = {}
         self._secured: SecuredViews = {}
         self._rule_tables: dict[tuple[str, str, tuple[Any, ...]], _RuleTable] = {}
@@ -124,10 +126,11 @@ class _MeshIndex:
         if not router:
             mesh = self.mesh
             mtls = inbound_mtls(mesh.peer_authentications, proxy.namespace, proxy.labels, self.root)
-        view = self._views.get((scope_id, inbound, matched, mtls))
+        ports = gateway_ports(proxy, self.mesh, self.by_address()) if gateways else ()
+        view = self._views.get((scope_id, inbound, matched, mtls, ports))
         if view is None:
-            view = scope.view(inbound, matched, mtls)
-            self._views[(scope_id, inbound, matched, mtls)] = view
+            view = scope.view(inbound, matched, mtls, ports)
+            self._views[(scope_id, inbound, matched, mtls, ports)] = view
         return secured_view(view, self.mesh, proxy, self._secured)
 
     def disabling_peer_authentications(self) -> tuple[Object[PeerAuthenticationSpec], ...]:
@@ -421,9 +424,15 @@ class _Scope:
         return bound, delegates
 
     def view(
-        self, inbound: tuple[InboundPort, ...], matched: frozenset[LabelKey], mtls: InboundMtls
+        self,
+        inbound: tuple[InboundPort, ...],
+        matched: frozenset[LabelKey],
+        mtls: InboundMtls,
+        ports: GatewayPorts = (),
     ) -> ProxyView:
         key = self.key if not inbound else _digest((self.key, inbound))
+        if ports:
+            key = _digest((key, ports))
         if matched:
             key = _digest((key, sorted(matched)))
         if mtls != InboundMtls():
@@ -447,6 +456,7 @@ class _Scope:
             service_identities=self.identities,
             credential_names=self.credential_names,
             peer_authentications=self.peer_authentications,
+            gateway_ports=ports,
         )
 
 

@@ -16,9 +16,17 @@ that cluster (auto_passthrough.py); TCP (and TLS terminated on a TLS port) forwa
 `tcp` routes. A port whose first server is plain HTTP stays plain HTTP (Istio reports the
 others as conflicts).
 
+Servers are grouped, and listeners bind, by the port the proxy really listens on: the
+server's port, or the targetPort a Service in front of the gateway maps it to
+(`ProxyView.gateway_ports`, Istio's resolvePorts). The plain-HTTP route configuration is
+named after that port (``http.TARGET``, as Istio's gatewayRDSRouteName), an HTTPS one after
+the server's port; VirtualService `port` matches and virtual host names keep the server's.
+
 The AuthorizationPolicies (and RequestAuthentications) selecting the gateway's labels, or
 namespace-wide in its namespace or the root one, apply as on a sidecar's inbound side: HTTP
-RBAC (and jwt_authn) in every HCM, network RBAC in front of every TCP/TLS chain.
+RBAC (and jwt_authn) in every HCM, network RBAC in front of every TCP/TLS chain. Every HCM
+takes the client's address (what `remoteIpBlocks` and access logs see) from its peer, or,
+behind the mesh's `gatewayTopology.numTrustedProxies` proxies, from X-Forwarded-For.
 """
 
 from __future__ import annotations
@@ -35,10 +43,13 @@ from envoy.config.route.v3.route_components_pb2 import (
     VirtualHost,
 )
 from envoy.config.route.v3.route_pb2 import RouteConfiguration
+from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (  # noqa: E501
+    HttpConnectionManager,
+)
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from meshplane.api.meta import Object
-from meshplane.api.networking.gateway import GatewaySpec, Server
+from meshplane.api.networking.gateway import Server
 from meshplane.api.networking.virtual_service import VirtualServiceSpec
 from meshplane.model.gateway_credentials import missing_credential
 from meshplane.model.hosts import fqdn
@@ -99,14 +110,20 @@ def plain_http(server: Server) -> bool:
     return is_http(server.port.protocol)
 
 
-def http_servers(gateways: tuple[Object[GatewaySpec], ...]) -> dict[int, list[BoundServer]]:
-    """Plain-HTTP servers by port, ports ascending, in Gateway order within a port."""
+def listen_port(view: ProxyView, server: Server) -> int:
+    """Where the server's listener binds: its port, or the targetPort a Service in front of
+    the gateway maps that port to."""
+    return dict(view.gateway_ports).get(server.port.number, server.port.number)
+
+
+def http_servers(view: ProxyView) -> dict[int, list[BoundServer]]:
+    """Plain-HTTP servers by listen port, ports ascending, in Gateway order within a port."""
     by_port: dict[int, list[BoundServer]] = {}
-    for gw in gateways:
+    for gw in view.gateways:
         for server in gw.spec.servers:
             if plain_http(server):
                 bound = BoundServer(f"{gw.namespace}/{gw.name}", gw.namespace, server)
-                by_port.setdefault(server.port.number, []).append(bound)
+                by_port.setdefault(listen_port(view, server), []).append(bound)
     return dict(sorted(by_port.items()))
 
 
@@ -128,12 +145,15 @@ def gateway_domains(host: str) -> list[str]:
     return ["*"] if host == "*" else [host, f"{host}:*"]
 
 
-def _virtual_hosts(view: ProxyView, port: int, servers: list[BoundServer]) -> list[VirtualHost]:
+def _virtual_hosts(view: ProxyView, servers: list[BoundServer]) -> list[VirtualHost]:
+    """Virtual hosts named after the first server's port; each server's routes match its
+    own port (the one VirtualServices name, whatever the listener binds)."""
+    port = servers[0].server.port.number
     routes_by_host: dict[str, list[Route]] = {}
     redirect: set[str] = set()
     merged: set[tuple[str, str, str]] = set()  # (vs namespace, vs name, host) already added
     for bound in servers:
-        ctx = RouteContext(view, port, bound.gateway)
+        ctx = RouteContext(view, bound.server.port.number, bound.gateway)
         for vs in view.virtual_services:
             if not _bound_to(vs, bound.gateway):
                 continue
@@ -171,8 +191,10 @@ def blackhole_virtual_host(port: int) -> VirtualHost:
 def gateway_route_configuration(
     view: ProxyView, port: int, servers: list[BoundServer], name: str = ""
 ) -> RouteConfiguration:
-    """`name` (default ``http.PORT``) with the virtual hosts of `servers`."""
-    hosts = _virtual_hosts(view, port, servers) or [blackhole_virtual_host(port)]
+    """`name` (default ``http.PORT``, `port` the listen port) with the virtual hosts of
+    `servers`."""
+    first = servers[0].server.port.number
+    hosts = _virtual_hosts(view, servers) or [blackhole_virtual_host(first)]
     config = RouteConfiguration(
         name=name or gateway_route_name(port),
         virtual_hosts=hosts,
@@ -181,19 +203,18 @@ def gateway_route_configuration(
     return allow_direct_response_bodies(config)
 
 
-def l4_servers(
-    gateways: tuple[Object[GatewaySpec], ...], taken: set[str]
-) -> dict[tuple[str, int], list[BoundServer]]:
-    """HTTPS, TLS and TCP servers by (bind, port), leaving out listeners in `taken` (plain
-    HTTP ones)."""
+def l4_servers(view: ProxyView, taken: set[str]) -> dict[tuple[str, int], list[BoundServer]]:
+    """HTTPS, TLS and TCP servers by (bind, listen port), leaving out listeners in `taken`
+    (plain HTTP ones)."""
     found: dict[tuple[str, int], list[BoundServer]] = {}
-    for gw in gateways:
+    for gw in view.gateways:
         for server in gw.spec.servers:
             bind = server.bind or WILDCARD_ADDRESS
-            if plain_http(server) or listener_name(bind, server.port.number) in taken:
+            port = listen_port(view, server)
+            if plain_http(server) or listener_name(bind, port) in taken:
                 continue
             bound = BoundServer(f"{gw.namespace}/{gw.name}", gw.namespace, server)
-            found.setdefault((bind, server.port.number), []).append(bound)
+            found.setdefault((bind, port), []).append(bound)
     return dict(sorted(found.items()))
 
 
@@ -242,6 +263,20 @@ def _l4_specs(
             )
 
 
+def gateway_http_connection_manager(
+    view: ProxyView, listener: str, route_name: str
+) -> HttpConnectionManager:
+    """A gateway HCM: the proxy's security filters, the client address from the peer or,
+    behind `numTrustedProxies` proxies, from X-Forwarded-For (Istio's gateway HCM)."""
+    return http_connection_manager(
+        f"outbound_{listener}",
+        "gateway",
+        rds_name=route_name,
+        security_filters=security_filters(view),
+        xff_num_trusted_hops=view.mesh.num_trusted_proxies,
+    )
+
+
 def _auto_passthrough_specs(view: ProxyView, bound: BoundServer) -> list[ChainSpec]:
     """One chain per SNI-DNAT cluster the server admits, matching its name as SNI."""
     rbac = tuple(network_rbac_filters(view, bound.server.port.number))
@@ -279,12 +314,7 @@ def _server_specs(
         return list(_l4_specs(view, bound, downstream_transport_socket(tls, http=False))), []
     port = server.port.number
     route_name = https_route_name(port, server.port.name, bound.gateway)
-    hcm = http_connection_manager(
-        f"outbound_{listener}",
-        "gateway",
-        rds_name=route_name,
-        security_filters=security_filters(view),
-    )
+    hcm = gateway_http_connection_manager(view, listener, route_name)
     spec = ChainSpec(
         (hcm_filter(hcm),),
         server_names=server_names(server),
@@ -320,22 +350,17 @@ def gateway_listeners_and_routes(
     then the listeners (and ``https.*`` route configurations) of the other servers."""
     listeners: dict[str, Listener] = {}
     routes = []
-    for port, servers in http_servers(view.gateways).items():
+    for port, servers in http_servers(view).items():
         route_name = gateway_route_name(port)
         for bound in servers:
             bind = bound.server.bind or WILDCARD_ADDRESS
             name = listener_name(bind, port)
             if name not in listeners:
-                hcm = http_connection_manager(
-                    f"outbound_{name}",
-                    "gateway",
-                    rds_name=route_name,
-                    security_filters=security_filters(view),
-                )
+                hcm = gateway_http_connection_manager(view, name, route_name)
                 chain = filter_chain([hcm_filter(hcm)])
                 listeners[name] = listener(name, bind, port, [chain])
         routes.append(gateway_route_configuration(view, port, servers))
-    for (bind, port), servers in l4_servers(view.gateways, set(listeners)).items():
+    for (bind, port), servers in l4_servers(view, set(listeners)).items():
         l4, l4_routes = l4_gateway_listener(view, bind, port, servers)
         if l4 is not None:
             listeners[l4.name] = l4

@@ -42,11 +42,14 @@ def http_connection_manager(
     rds_name: str = "",
     route_config: RouteConfiguration | None = None,
     security_filters: Sequence[HttpFilter] = (),
+    xff_num_trusted_hops: int = 0,
 ) -> HttpConnectionManager:
     """An HCM routing by `rds_name` (over ADS) or by an inline `route_config`.
 
     `direction` is "inbound", "outbound" or "gateway"; gateways trust the peer address as
     the client's (`use_remote_address`), sidecars keep the X-Forwarded-For they receive.
+    With `xff_num_trusted_hops` N (Istio's gatewayTopology.numTrustedProxies), the client
+    is the Nth address from the right of the X-Forwarded-For received instead.
     `security_filters` (jwt_authn, RBAC) run after CORS and before fault and the router.
     """
     hcm = HttpConnectionManager(
@@ -55,6 +58,7 @@ def http_connection_manager(
         http_filters=http_filters(FilterContext(direction, tuple(security_filters))),
         access_log=[stdout_access_log(http=True)],
         use_remote_address=BoolValue(value=direction == "gateway"),
+        xff_num_trusted_hops=xff_num_trusted_hops,
         # Normalise paths before routing so "/a/../b" cannot slip past a prefix match;
         # escaped slashes are left alone, as Istio does.
         normalize_path=BoolValue(value=True),

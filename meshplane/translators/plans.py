@@ -14,6 +14,7 @@ from meshplane.translators.auto_passthrough import admitted_anywhere, auto_passt
 from meshplane.translators.mtls import MTLS_NONE, client_mtls, istio_sni
 from meshplane.translators.names import config_path, outbound_cluster_name
 from meshplane.translators.policies import ClusterPolicy, cluster_policy
+from meshplane.translators.trust_domains import expand_spiffe_ids
 
 EDS = "EDS"
 STRICT_DNS = "STRICT_DNS"
@@ -142,8 +143,10 @@ def _with_mtls(view: ProxyView, plan: ClusterPlan) -> ClusterPlan:
         return plan
     host = plan.service.hostname
     sni = (tls.sni if tls else None) or istio_sni(plan.port.number, plan.subset, host)
-    # Istio: the DestinationRule's SANs, else the service's accounts (its workloads' SPIFFE
-    # IDs and a ServiceEntry's subjectAltNames).
+    # Istio: the DestinationRule's SANs as written, else the service's accounts (its
+    # workloads' SPIFFE IDs and a ServiceEntry's subjectAltNames) in every trust domain alias.
     accounts = (*plan.service.subject_alt_names, *view.service_identities.get(host, ()))
-    sans = (tls.subject_alt_names if tls else ()) or tuple(sorted(set(accounts)))
+    sans = (tls.subject_alt_names if tls else ()) or expand_spiffe_ids(
+        accounts, view.mesh.trust_domain_aliases
+    )
     return dataclasses.replace(plan, mtls=mode, sni=sni, sans=sans)

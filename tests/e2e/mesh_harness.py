@@ -555,3 +555,18 @@ def free_port_on(ip: str) -> int:
     with socket.socket() as s:
         s.bind((ip, 0))
         return int(s.getsockname()[1])
+
+
+class KubernetesControlPlane(ControlPlane):
+    """`meshplane serve --kubernetes --kubeconfig PATH`: config from an API server."""
+
+    def __init__(self, kubeconfig: Path, logdir: Path, *extra: str) -> None:
+        self.xds_port, self.http_port = free_port(), free_port()
+        self.xds_tls_port = free_port()
+        self.state_dir = logdir / "state"
+        cmd = [str(BIN / "meshplane"), "serve", "--kubernetes", "--kubeconfig", str(kubeconfig)]
+        cmd += ["--xds-address", f"127.0.0.1:{self.xds_port}"]
+        cmd += ["--http-address", f"127.0.0.1:{self.http_port}", "--debounce-ms", "50"]
+        cmd += ["--xds-tls-address", f"127.0.0.1:{self.xds_tls_port}"]
+        Proc.__init__(self, "meshplane", [*cmd, "--state-dir", str(self.state_dir), *extra], logdir)
+        wait_for("meshplane /ready", lambda: self.get("/ready")[0] == 200)

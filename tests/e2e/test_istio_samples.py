@@ -366,12 +366,16 @@ def test_egress_gateway_config_is_accepted(tmp_path: Path) -> None:
     gw_port = free_port()
     extra = {"sidecar.yaml": client_sidecar(80).replace("hosts: ['./*']", "hosts: ['*/*']")}
     extra["sidecar.yaml"] = extra["sidecar.yaml"].replace("number: 80,", f"number: {gw_port},")
+    # The gateway's Service maps the Gateway's port 80 to its targetPort, where the gateway
+    # listens (Istio): a port of this session's own instead of the sample's fixed 8080.
+    target = free_port()
     with started(Mesh(tmp_path, [], extra)) as mesh:
-        mesh.apply(SAMPLES / "egress-gateway")
+        mesh.apply(SAMPLES / "egress-gateway", {"targetPort: 8080": f"targetPort: {target}"})
         mesh.proxies.append(gateway(mesh, "egress", "istio=egressgateway"))
         mesh.proxies.append(curl_sidecar(mesh))
         mesh.accepted()
         gateway_dump = mesh.cp.get("/debug/config_dump?proxyID=egress.istio-system")[1]
         assert "outbound|80||edition.cnn.com" in gateway_dump
+        assert f'"0.0.0.0_{target}"' in gateway_dump and '"0.0.0.0_80"' not in gateway_dump
         sidecar = mesh.cp.get("/debug/config_dump?proxyID=curl.default")[1]
         assert "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local" in sidecar

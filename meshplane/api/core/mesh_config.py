@@ -26,3 +26,5 @@ class MeshConfigSpec:
     outbound_traffic_policy: str | None = None  # outboundTrafficPolicy.mode
     root_namespace: str | None = None  # rootNamespace
     trust_domain: str | None = None  # trustDomain (serve --trust-domain decides)
+    num_trusted_proxies: int | None = None  # defaultConfig.gatewayTopology.numTrustedProxies
+    trust_domain_aliases: tuple[str, ...] | None = None  # trustDomainAliases

@@ -79,11 +79,12 @@ def _mesh(f: Fields) -> MeshConfigSpec:
         "outboundTrafficPolicy": _outbound_mode,
         "rootNamespace": _root_namespace,
         "trustDomain": lambda m: m.text("trustDomain", empty_ok=False),
+        "trustDomainAliases": lambda m: m.str_list("trustDomainAliases", check=_trust_domain),
         "defaultConfig": lambda m: m.read("defaultConfig", _default_config),
     }
     _warn_unread(f, set(readers))
     values = {key: read(f) for key, read in readers.items() if f.has(key)}
-    tracing = values.get("defaultConfig") or (None, None)
+    tracing = values.get("defaultConfig") or (None, None, None)
     return MeshConfigSpec(
         access_log_file=values.get("accessLogFile"),
         access_log_encoding=values.get("accessLogEncoding"),
@@ -93,6 +94,8 @@ def _mesh(f: Fields) -> MeshConfigSpec:
         outbound_traffic_policy=values.get("outboundTrafficPolicy"),
         root_namespace=values.get("rootNamespace"),
         trust_domain=values.get("trustDomain"),
+        num_trusted_proxies=tracing[2],
+        trust_domain_aliases=values.get("trustDomainAliases"),
     )
 
 
@@ -104,6 +107,13 @@ def _outbound_mode(f: Fields) -> str | None:
     return policy.enum("mode", ("ALLOW_ANY", "REGISTRY_ONLY"))
 
 
+def _trust_domain(value: str) -> str:
+    """Istio's ValidateTrustDomain: dot-separated DNS-1123 labels (a trailing dot allowed)."""
+    labels = value.removesuffix(".").split(".") if value else [""]
+    bad = any(formats.dns1123_label_problem(label) for label in labels)
+    return f"trust domain {value!r} must be DNS-1123 labels joined by dots" if bad else ""
+
+
 def _root_namespace(f: Fields) -> str | None:
     value = f.text("rootNamespace", empty_ok=False)
     if value is not None and (reason := formats.dns1123_label_problem(value)):
@@ -112,12 +122,15 @@ def _root_namespace(f: Fields) -> str | None:
     return value
 
 
-def _default_config(f: Fields) -> tuple[str | None, float | None]:
-    """ProxyConfig: only `tracing` (zipkin address, sampling) is read."""
-    _warn_unread(f, {"tracing"})
-    tracing = f.obj("tracing")
-    if tracing is None:
-        return None, None
+def _default_config(f: Fields) -> tuple[str | None, float | None, int | None]:
+    """ProxyConfig: `tracing` (zipkin address, sampling) and
+    `gatewayTopology.numTrustedProxies` are read."""
+    _warn_unread(f, {"tracing", "gatewayTopology"})
+    address, sampling = f.read("tracing", _tracing) or (None, None)
+    return address, sampling, f.read("gatewayTopology", _trusted_proxies)
+
+
+def _tracing(tracing: Fields) -> tuple[str | None, float | None]:
     _warn_unread(tracing, {"zipkin", "sampling"})
     sampling = tracing.percent("sampling")
     zipkin = tracing.obj("zipkin")
@@ -129,6 +142,12 @@ def _default_config(f: Fields) -> tuple[str | None, float | None]:
         zipkin.error("address", reason)
         address = None
     return address, sampling
+
+
+def _trusted_proxies(topology: Fields) -> int | None:
+    """How many proxies in front of the gateways append to X-Forwarded-For (uint32)."""
+    _warn_unread(topology, {"numTrustedProxies"})
+    return topology.integer("numTrustedProxies", lo=0, hi=2**32 - 1)
 
 
 def host_port_problem(address: str) -> str:

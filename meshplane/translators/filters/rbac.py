@@ -11,6 +11,9 @@ Envoy RBAC filters, compiled as Istio does (pilot/pkg/security/authz/builder).
 - On TCP chains, HTTP-only attributes (request principals, hosts, methods, paths, request
   headers and auth claims) cannot be checked: an ALLOW rule using one is dropped (fail
   closed: a smaller allow); in DENY and AUDIT rules the attribute is ignored (a wider deny).
+- Principals (`principals`, `notPrincipals`, ``source.principal``) in the mesh's trust
+  domain, one of its `trustDomainAliases` or ``cluster.local`` match in all of them
+  (trust_domains.py).
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from meshplane.api.security.authorization_policy import (
     Rule,
     Source,
 )
+from meshplane.model.mesh import MeshConfig
 from meshplane.model.scope import ProxyView
 from meshplane.translators.filters import rbac_matchers as m
 from meshplane.translators.protos import any_of
+from meshplane.translators.trust_domains import CLUSTER_LOCAL, TrustDomainBundle
 
 HTTP_NAME = "envoy.filters.http.rbac"
 NETWORK_NAME = "envoy.filters.network.rbac"
@@ -64,10 +69,10 @@ class _Term:
     http_only: bool
 
 
-def _source_terms(s: Source, principal: Callable[[str], Any]) -> list[_Term]:
+def _source_terms(s: Source, bundle: TrustDomainBundle) -> list[_Term]:
     return [
-        _Term(principal, s.principals, False, False),
-        _Term(principal, s.not_principals, True, False),
+        _Term(m.principal_name, bundle.principals(s.principals), False, False),
+        _Term(m.principal_name, bundle.principals(s.not_principals), True, False),
         _Term(m.request_principal, s.request_principals, False, True),
         _Term(m.request_principal, s.not_request_principals, True, True),
         _Term(m.namespace, s.namespaces, False, False),
@@ -108,11 +113,15 @@ _CONDITIONS: dict[str, tuple[Callable[[str], Any], bool, bool]] = {
 }
 
 
-def _condition_terms(c: Condition, principal: Callable[[str], Any]) -> tuple[bool, list[_Term]]:
+def _condition_terms(c: Condition, bundle: TrustDomainBundle) -> tuple[bool, list[_Term]]:
     """(principal side?, terms) for one `when` entry."""
     if c.key == "source.principal":
-        build, principal_side, http_only = principal, True, False
-    elif c.key.startswith("request.headers["):
+        values, not_values = bundle.principals(c.values), bundle.principals(c.not_values)
+        return True, [
+            _Term(m.principal_name, values, False, False),
+            _Term(m.principal_name, not_values, True, False),
+        ]
+    if c.key.startswith("request.headers["):
         build = m.request_header(c.key[len("request.headers[") : -1])
         principal_side, http_only = True, True
     elif c.key.startswith("request.auth.claims["):
@@ -161,17 +170,23 @@ def _uses_http(terms: list[_Term]) -> bool:
 
 
 def rule_policy(
-    rule: Rule, *, tcp: bool, action: str, trust_domain: str = m.CLUSTER_LOCAL
+    rule: Rule,
+    *,
+    tcp: bool,
+    action: str,
+    trust_domain: str = CLUSTER_LOCAL,
+    aliases: Sequence[str] = (),
 ) -> Policy | None:
     """One rule as an RBAC policy; None when a TCP ALLOW rule needs HTTP attributes.
-    Principals in ``cluster.local`` are matched in `trust_domain` (the mesh's)."""
-    principal = m.principal(trust_domain)
+    Principals in ``cluster.local``, `trust_domain` (the mesh's) or one of its `aliases`
+    are matched in each of those."""
+    bundle = TrustDomainBundle.of(trust_domain, aliases)
     when_principal: list[_Term] = []
     when_permission: list[_Term] = []
     for condition in rule.when:
-        principal_side, terms = _condition_terms(condition, principal)
+        principal_side, terms = _condition_terms(condition, bundle)
         (when_principal if principal_side else when_permission).extend(terms)
-    sources = [_source_terms(s, principal) + when_principal for s in rule.sources]
+    sources = [_source_terms(s, bundle) + when_principal for s in rule.sources]
     sources = sources or [when_principal]
     operations = [_operation_terms(o) + when_permission for o in rule.operations]
     operations = operations or [when_permission]
@@ -191,11 +206,12 @@ def policy_id(policy: Object[AuthorizationPolicySpec], index: int) -> str:
 
 
 def _policies(
-    policies: Policies, *, tcp: bool, action: str, trust_domain: str
+    policies: Policies, *, tcp: bool, action: str, mesh: MeshConfig
 ) -> Iterator[tuple[str, Policy]]:
+    td, aliases = mesh.trust_domain, mesh.trust_domain_aliases
     for policy in policies:
         for i, rule in enumerate(policy.spec.rules):
-            compiled = rule_policy(rule, tcp=tcp, action=action, trust_domain=trust_domain)
+            compiled = rule_policy(rule, tcp=tcp, action=action, trust_domain=td, aliases=aliases)
             if compiled is not None:
                 yield policy_id(policy, i), compiled
 
@@ -206,8 +222,7 @@ def rbac_configs(view: ProxyView, *, tcp: bool) -> list[RBACConfig]:
     for action, envoy_action in ACTION_ORDER:
         chosen = [p for p in view.authorization_policies if p.spec.action == action]
         if chosen:
-            trust_domain = view.mesh.trust_domain
-            policies = dict(_policies(chosen, tcp=tcp, action=action, trust_domain=trust_domain))
+            policies = dict(_policies(chosen, tcp=tcp, action=action, mesh=view.mesh))
             configs.append(RBACConfig(action=envoy_action, policies=policies))
     return configs
 

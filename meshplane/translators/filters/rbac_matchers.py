@@ -3,8 +3,8 @@ generators of istio pilot/pkg/security/authz/model), one builder per attribute.
 
 Value patterns follow Istio: ``*`` is "present", ``abc*`` a prefix, ``*abc`` a suffix,
 anything else exact. Principals are matched against the peer certificate's SPIFFE URI SAN
-(``spiffe://`` + value, a principal in ``cluster.local`` standing for the mesh's own trust
-domain); namespaces and service accounts by a regex on that SAN. Request principals
+(``spiffe://`` + value; rbac.py has already put it in each of the mesh's trust domains);
+namespaces and service accounts by a regex on that SAN. Request principals
 (``iss/sub``) and claims are matched against the payload that jwt_authn stores in dynamic
 metadata (`jwt_authn.PAYLOAD_KEY`).
 """
@@ -28,8 +28,6 @@ from meshplane.translators.filters.jwt_authn import PAYLOAD_KEY
 from meshplane.translators.protos import u32
 
 SPIFFE = "spiffe://"
-# Istio's constants.DefaultClusterLocalDomain: in a policy it names the local trust domain.
-CLUSTER_LOCAL = "cluster.local"
 
 
 def string_matcher(value: str, prefix: str = "", ignore_case: bool = False) -> StringMatcher:
@@ -83,24 +81,6 @@ def _claim_string(path: Sequence[str], matcher: StringMatcher) -> Principal:
 
 def principal_name(value: str) -> Principal:
     return _authenticated(string_matcher(value, SPIFFE))
-
-
-def local_principal(value: str, trust_domain: str) -> str:
-    """``cluster.local/ns/NS/sa/SA`` in the mesh's trust domain, as Istio rewrites it
-    (trustdomain.Bundle.ReplaceTrustDomainAliases); any other value unchanged."""
-    parts = value.split("/")
-    if len(parts) == 5 and parts[0] == CLUSTER_LOCAL:
-        return "/".join([trust_domain, *parts[1:]])
-    return value
-
-
-def principal(trust_domain: str) -> Callable[[str], Principal]:
-    """The `principals` / ``source.principal`` builder for a mesh with `trust_domain`."""
-
-    def build(value: str) -> Principal:
-        return principal_name(local_principal(value, trust_domain))
-
-    return build
 
 
 def namespace(value: str) -> Principal:
