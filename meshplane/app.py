@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from meshplane.ca.tokens import BadToken
 from meshplane.debug.app import build_app, start_debug_server
 from meshplane.debug.sources import DebugSources
 from meshplane.model.changes import Change
@@ -27,14 +28,18 @@ from meshplane.model.mesh import MeshConfig
 from meshplane.model.store import ConfigStore
 from meshplane.options import ServeOptions
 from meshplane.sources.files import DirectoryWatcher
+from meshplane.sources.k8s_token_review import ReviewError, TokenRejected, TokenReviewer
 from meshplane.sources.kubeconfig import KubeconfigError, load_access
 from meshplane.sources.kubernetes import KubernetesSource
 from meshplane.xds.ads import AdsServicer
+from meshplane.xds.auth import ReviewUnavailable, ServiceAccountAuthenticator
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.debounce import Debouncer
+from meshplane.xds.distribution import ConfigStatus
 from meshplane.xds.metrics import XdsMetrics
 from meshplane.xds.pusher import Pusher
 from meshplane.xds.server import start_xds_server
+from meshplane.xds.service_account_auth import ServiceAccountTokens
 from meshplane.xds.sync_status import SyncStatus
 from meshplane.xds.tls_port import TlsPort, start_tls_port
 
@@ -155,7 +160,7 @@ async def start(options: ServeOptions) -> ControlPlane:
     server, cp.xds_port = await start_xds_server(options.xds_address, servicer)
     cp._stops.append(lambda: server.stop(grace=1.0))
     if options.xds_tls_address:
-        cp.tls = await _start_tls(options, cp, metrics)
+        cp.tls = await _start_tls(options, cp, metrics, _service_accounts(source, cp))
         cp.xds_tls_port = cp.tls.port
         cp._stops.append(cp.tls.stop)
     sources = DebugSources(
@@ -164,6 +169,7 @@ async def start(options: ServeOptions) -> ControlPlane:
         sync_status=sync,
         connections=cache.connections,
         store=store,
+        config_status=ConfigStatus(store, cache, sync, pusher.versions).report,
     )
     runner, cp.http_port = await start_debug_server(build_app(sources), options.http_address)
     cp._stops.append(runner.cleanup)
@@ -195,7 +201,33 @@ def _stopper(watcher: DirectoryWatcher) -> Callable[[], Awaitable[None]]:
     return stop
 
 
-async def _start_tls(options: ServeOptions, cp: ControlPlane, metrics: XdsMetrics) -> TlsPort:
+def _service_accounts(
+    source: DirectoryWatcher | KubernetesSource, cp: ControlPlane
+) -> ServiceAccountAuthenticator | None:
+    """On Kubernetes, the TLS port also takes service account tokens, checked by TokenReview
+    with serve's own credentials (as istiod does); None elsewhere."""
+    if not isinstance(source, KubernetesSource):
+        return None
+    reviewer = TokenReviewer(source.access)
+    cp._stops.append(reviewer.close)
+
+    async def review(token: str) -> str:
+        try:
+            return await reviewer.username(token)
+        except TokenRejected as exc:
+            raise BadToken(str(exc)) from None
+        except ReviewError as exc:
+            raise ReviewUnavailable(str(exc)) from None
+
+    return ServiceAccountTokens(review, cp.options.gateway_service_accounts)
+
+
+async def _start_tls(
+    options: ServeOptions,
+    cp: ControlPlane,
+    metrics: XdsMetrics,
+    service_accounts: ServiceAccountAuthenticator | None,
+) -> TlsPort:
     """The authenticated port: CA from --state-dir, token checks, per-identity SDS."""
     return await start_tls_port(
         options.xds_tls_address,
@@ -210,6 +242,7 @@ async def _start_tls(options: ServeOptions, cp: ControlPlane, metrics: XdsMetric
         metrics=metrics,
         registry=cp.registry,
         mesh=cp.store.mesh,
+        service_accounts=service_accounts,
     )
 
 

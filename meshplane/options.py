@@ -9,11 +9,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KEY_TYPES", "LOG_FORMATS", "LOG_LEVELS", "ServeOptions"]
+__all__ = [
+    "DEFAULT_GATEWAY_SERVICE_ACCOUNTS",
+    "KEY_TYPES",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "ServeOptions",
+]
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 KEY_TYPES = ("ecdsa", "rsa")
+# Istio's names for its gateways' service accounts (istio/manifests gateway charts).
+DEFAULT_GATEWAY_SERVICE_ACCOUNTS = (
+    ("istio-system", "istio-ingressgateway-service-account"),
+    ("istio-system", "istio-egressgateway-service-account"),
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,9 @@ class ServeOptions:
     """Key type of a self-signed root the first start creates, and of workload keys."""
     log_format: str = "text"
     log_level: str = "info"
+    gateway_service_accounts: tuple[tuple[str, str], ...] = DEFAULT_GATEWAY_SERVICE_ACCOUNTS
+    """With --kubernetes: the (namespace, service account) pairs whose Kubernetes tokens may
+    run a router (gateway) on the TLS port; every other account's token runs sidecars only."""
 
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:

@@ -9,6 +9,7 @@ from meshplane.cli import (
     analyze_cmd,
     bootstrap_cmd,
     ca_cmd,
+    config_status_cmd,
     crds_cmd,
     proxy_config_cmd,
     proxy_status_cmd,
@@ -36,4 +37,5 @@ def build_parser() -> argparse.ArgumentParser:
     crds_cmd.register(commands)
     proxy_status_cmd.register(commands)
     proxy_config_cmd.register(commands)
+    config_status_cmd.register(commands)
     return parser

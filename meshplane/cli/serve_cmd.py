@@ -9,7 +9,13 @@ import sys
 from typing import Any
 
 from meshplane.ca.tokens import parse_duration
-from meshplane.options import KEY_TYPES, LOG_FORMATS, LOG_LEVELS, ServeOptions
+from meshplane.options import (
+    DEFAULT_GATEWAY_SERVICE_ACCOUNTS,
+    KEY_TYPES,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    ServeOptions,
+)
 
 __all__ = ["options_from_args", "register"]
 
@@ -77,6 +83,15 @@ def register(commands: Any) -> None:
         default=_DEFAULTS.key_type,
         help="key type of workload certificates and of a root created on first start",
     )
+    p.add_argument(
+        "--gateway-service-account",
+        action="append",
+        default=[],
+        metavar="NS/SA",
+        help="with --kubernetes: a service account whose Kubernetes token may run a gateway "
+        "(router) on the TLS port (repeatable; default: Istio's ingress and egress gateway "
+        "accounts in istio-system); other accounts' tokens run sidecars only",
+    )
     p.add_argument("--log-format", choices=LOG_FORMATS, default=_DEFAULTS.log_format)
     p.add_argument("--log-level", choices=LOG_LEVELS, default=_DEFAULTS.log_level)
     p.set_defaults(run=run, parser=p)
@@ -90,6 +105,9 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         raise ValueError("give either --config-dir or --kubernetes, not both")
     if args.kubeconfig and not args.kubernetes:
         raise ValueError("--kubeconfig needs --kubernetes")
+    gateways = tuple(_namespaced_name(a) for a in args.gateway_service_account)
+    if gateways and not args.kubernetes:
+        raise ValueError("--gateway-service-account needs --kubernetes")
     return ServeOptions(
         config_dirs=tuple(args.config_dir),
         kubernetes=args.kubernetes,
@@ -106,7 +124,15 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         key_type=args.key_type,
         log_format=args.log_format,
         log_level=args.log_level,
+        gateway_service_accounts=gateways or DEFAULT_GATEWAY_SERVICE_ACCOUNTS,
     )
+
+
+def _namespaced_name(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name or ":" in text:
+        raise ValueError(f"--gateway-service-account {text!r}: want NAMESPACE/SERVICE_ACCOUNT")
+    return namespace, name
 
 
 def run(args: argparse.Namespace) -> int:

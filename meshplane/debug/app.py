@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from meshplane.debug.config_dump import config_dump_handler
+from meshplane.debug.config_status import config_status_handler
 from meshplane.debug.configz import config_errors_handler, configz_handler
 from meshplane.debug.health import healthz_handler, ready_handler
 from meshplane.debug.metrics import metrics_handler
@@ -32,6 +33,7 @@ def build_app(sources: DebugSources) -> web.Application:
     app.router.add_get("/debug/registryz", registryz_handler(sources.store))
     app.router.add_get("/debug/configz", configz_handler(sources.store))
     app.router.add_get("/debug/config_errors", config_errors_handler(sources.store))
+    app.router.add_get("/debug/config_status", config_status_handler(sources.config_status))
     return app
 
 

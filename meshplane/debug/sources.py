@@ -104,7 +104,8 @@ class DebugSources:
     """Everything the debug app serves from.
 
     `ready` answers whether the initial config is loaded and translated; `registry` is a
-    prometheus_client CollectorRegistry; `connections` lists the connected proxies.
+    prometheus_client CollectorRegistry; `connections` lists the connected proxies;
+    `config_status` feeds /debug/config_status.
     """
 
     ready: Callable[[], bool]
@@ -112,3 +113,5 @@ class DebugSources:
     sync_status: SyncStatusView
     connections: Callable[[], Iterable[ConnectionView]]
     store: ConfigStoreView
+    config_status: Callable[..., list[dict[str, Any]]] | None = None
+    """`report(kind=, namespace=, name=)` of xds.distribution.ConfigStatus (None: 404)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from meshplane.api.meta import Object
+from meshplane.api.meta import ConfigKey, Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
@@ -90,6 +90,11 @@ class ProxyView:
     # Service in front of the gateway maps that port to another targetPort (Istio's
     # resolvePorts; model/gateway_ports.py). Per proxy, like `inbound`. In `key`.
     gateway_ports: tuple[tuple[int, int], ...] = ()
+    # The networking config this view was built from (VirtualServices and their delegates,
+    # DestinationRules including those merged into another, Gateways, the Sidecar): what
+    # /debug/config_status counts as in this proxy's scope. Not in `key` (what it lists
+    # already is).
+    configs: frozenset[ConfigKey] = frozenset()
 
 
 LabelKey = tuple[tuple[str, str], ...]

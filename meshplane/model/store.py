@@ -64,6 +64,7 @@ class ConfigStore:
         self._mesh: MeshModel | None = None
         self._by_kind: dict[str, tuple[Object[Any], ...]] = {}
         self._dirty_kinds: set[str] = set(CONFIG_KINDS)
+        self._changed_at: dict[ConfigKey, int] = {}
 
     # -- input --------------------------------------------------------------------------
 
@@ -89,6 +90,11 @@ class ConfigStore:
         if not change.is_empty:
             self._version += 1
             self._mesh = None
+            for key in change.configs:  # O(objects changed): config status reads it
+                if key in self._objects:
+                    self._changed_at[key] = self._version
+                else:
+                    self._changed_at.pop(key, None)
         return change
 
     def _upsert(self, event: Event) -> Change:
@@ -195,6 +201,11 @@ class ConfigStore:
     def objects(self) -> list[Object[Any]]:
         """Accepted objects (including kinds accepted but not yet enforced), by key."""
         return sorted(self._objects.values(), key=lambda o: (o.kind, o.namespace, o.name))
+
+    def changed_at(self, key: ConfigKey) -> int:
+        """The model version at which this accepted object last changed meaning (0: never
+        changed the model, e.g. a kind kept out of it)."""
+        return self._changed_at.get(key, 0)
 
     def get(self, key: ConfigKey) -> Object[Any] | None:
         return self._objects.get(key)

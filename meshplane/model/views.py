@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from meshplane.api.meta import Object
+from meshplane.api.meta import ConfigKey, Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.gateway import GatewaySpec
 from meshplane.api.networking.sidecar import SidecarSpec
@@ -358,6 +358,7 @@ class _Scope:
         rules = {s.hostname: index.destination_rule(s, ns, selected_drs) for s in self.services}
         self.destination_rules = {h: dr for h, dr in rules.items() if dr is not None}
         self.virtual_services, delegates = self._bind_virtual_services(index, ns, egress, gateways)
+        self.configs = _configs_used(index, ns, self, delegates, selected_drs)
         self.selectors = _source_label_selectors(self.virtual_services)
         self.endpoints = {s.hostname: mesh.endpoints.get(s.hostname, ()) for s in self.services}
         self.workload_certs = proxy.workload_certs
@@ -457,7 +458,29 @@ class _Scope:
             credential_names=self.credential_names,
             peer_authentications=self.peer_authentications,
             gateway_ports=ports,
+            configs=self.configs,
         )
+
+
+def _configs_used(
+    index: _MeshIndex, ns: str, scope: _Scope, delegates: list[VS], selected: tuple[DR, ...]
+) -> frozenset[ConfigKey]:
+    """Keys of the networking config a scope was built from (once per scope and model).
+    A merged DestinationRule carries its oldest part's key, so the rules of the same host
+    and namespace visible here are counted too: those are the ones merged into it."""
+    keys: set[ConfigKey] = {vs.key for vs in (*scope.virtual_services, *delegates)}
+    keys.update(gw.key for gw in scope.gateways)
+    if scope.sidecar is not None:
+        keys.add(scope.sidecar.key)
+    for dr in {id(d): d for d in scope.destination_rules.values()}.values():
+        keys.update(
+            d.key
+            for d in index.drs.get(dr.namespace, ())
+            if d.spec.host == dr.spec.host
+            and (d in selected or not d.spec.workload_selector)
+            and _visible(d, d.spec.export_to, ns)
+        )
+    return frozenset(keys)
 
 
 def _source_label_selectors(services: tuple[VS, ...]) -> frozenset[LabelKey]:

@@ -99,6 +99,22 @@ class ApiClient:
             raise ApiError(resp.status, "BadResponse", "a list response is not a JSON list", url)
         return doc
 
+    async def create(
+        self, path: str, body: Mapping[str, Any], *, timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """POST `body` to a collection (a TokenReview, ...); the server's answer."""
+        url = self.access.server + path
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self._get_session().post(
+            url, json=dict(body), timeout=timeout, **self._request_args()
+        ) as resp:
+            answer = _json_or_none(await resp.read())
+            if resp.status not in (200, 201):
+                raise api_error(resp.status, answer, url)
+        if not isinstance(answer, dict):
+            raise ApiError(resp.status, "BadResponse", "the answer is not a JSON object", url)
+        return answer
+
     async def watch(
         self, path: str, params: Mapping[str, str], timeout_s: float
     ) -> AsyncIterator[dict[str, Any]]:

@@ -383,6 +383,8 @@ class XdsStream:
             srv.metrics.config_size.labels(short).observe(len(out.data))
             sent = True
             await self.context.write(out.data)
+        if sent:
+            conn.sent = snapshot
         self._note_convergence(conn, snapshot, sent)
 
     def _withhold_secrets(self, conn: Connection) -> None:
@@ -404,7 +406,9 @@ class XdsStream:
         )
         if not quiet:
             conn.converged_on = None
-        elif conn.converged_on is not snapshot:
+        else:
+            conn.acked = snapshot
+        if quiet and conn.converged_on is not snapshot:
             conn.converged_on = snapshot
             set_at = self.servicer.cache.set_at(conn.key)
             if set_at is not None:

@@ -43,6 +43,11 @@ class Connection:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     converged_on: Snapshot | None = None
     """The snapshot this client last fully acknowledged, None while anything is in flight."""
+    acked: Snapshot | None = None
+    """The snapshot this client last fully acknowledged, kept while a newer one is in flight
+    (config status: what the proxy runs)."""
+    sent: Snapshot | None = None
+    """The snapshot the last response with new content came from (what a NACK rejected)."""
 
 
 class SnapshotCache:

@@ -32,6 +32,7 @@ from meshplane.model.views import view_for
 from meshplane.translators import TranslationMemo, translate
 from meshplane.translators.endpoints import cluster_load_assignments
 from meshplane.xds.cache import SnapshotCache
+from meshplane.xds.distribution import SnapshotVersions
 from meshplane.xds.snapshot import Snapshot
 
 log = logging.getLogger("meshplane.xds.pusher")
@@ -55,6 +56,8 @@ class Pusher:
         self._memo = TranslationMemo()
         self._pushes_since_sweep = 0
         self._on_push = on_push  # (kind "full"|"eds", seconds) for metrics
+        self.versions = SnapshotVersions()
+        """Which model version each live snapshot is right for (config status)."""
 
     async def resolve(self, node: Node) -> str:
         """ADS resolver: the scope key for a newly connected node, its snapshot made ready."""
@@ -62,8 +65,10 @@ class Pusher:
             proxy = Proxy.from_node(node.id, json_format.MessageToDict(node.metadata))
         except BadNode as exc:
             raise ValueError(str(exc)) from exc
-        view = view_for(self._store.mesh(), proxy)
+        mesh = self._store.mesh()
+        view = view_for(mesh, proxy)
         self._ensure(view)
+        self.versions.note(self._cache.get(view.key), mesh.version)
         return view.key
 
     async def push(self, change: Change) -> None:
@@ -88,6 +93,9 @@ class Pusher:
                 refreshed += 1
             # Translation is CPU-bound: let streams send between scopes.
             await asyncio.sleep(0)
+        for key in views:
+            # Unchanged keys too: their snapshot is still what this model asks for.
+            self.versions.note(self._cache.get(key), mesh.version)
         for conn_id, key in assignments:
             self._cache.assign(conn_id, key)
         self._forget_unused(set(views))

@@ -28,7 +28,7 @@ from meshplane.ca.rotation import Rotator
 from meshplane.ca.tokens import TokenSigner
 from meshplane.model.mesh import MeshModel
 from meshplane.xds.ads import AdsServicer, Resolver
-from meshplane.xds.auth import TokenAuthorizer
+from meshplane.xds.auth import ServiceAccountAuthenticator, TokenAuthorizer
 from meshplane.xds.ca_metrics import CaMetrics
 from meshplane.xds.cache import SnapshotCache
 from meshplane.xds.metrics import XdsMetrics
@@ -94,8 +94,12 @@ async def start_tls_port(
     mesh: Callable[[], MeshModel] | None = None,
     server_cert_ttl: datetime.timedelta = SERVER_CERT_TTL,
     root_poll_s: float = 1.0,
+    service_accounts: ServiceAccountAuthenticator | None = None,
 ) -> TlsPort:
-    """Load or create the CA in `state_dir` and serve authenticated xDS on `address`."""
+    """Load or create the CA in `state_dir` and serve authenticated xDS on `address`.
+
+    `service_accounts`: also accept tokens meshplane did not issue (Kubernetes ones).
+    """
     ca = load_or_create(state_dir, trust_domain, key_type)
     signer = TokenSigner.load_or_create(state_dir)
     ca_metrics = CaMetrics(registry)
@@ -108,7 +112,12 @@ async def start_tls_port(
         sync_status,
         metrics,
         serve_secrets=True,
-        authorize=TokenAuthorizer(signer, trust_domain, on_refused=ca_metrics.refused),
+        authorize=TokenAuthorizer(
+            signer,
+            trust_domain,
+            on_refused=ca_metrics.refused,
+            service_accounts=service_accounts,
+        ),
         secrets=secrets,
     )
     serving = ServingCert(lambda: rotator.ca, [*DEFAULT_SANS, *tls_sans], server_cert_ttl, key_type)

@@ -10,6 +10,8 @@ event per line in a chunked response: ADDED, MODIFIED, DELETED, BOOKMARK, and ER
 Status object of code 410 when the version asked for was compacted away (or HTTP 410, as
 some paths of the real server answer). Unknown resources get a 404 Status, as a CRD that is
 not installed does. Field selectors on metadata.name, metadata.namespace and type work.
+TokenReview (POST /apis/authentication.k8s.io/v1/tokenreviews) authenticates the service
+account tokens `service_account_token` minted, for their audiences only.
 
 It runs its own event loop in a thread; tests mutate it through plain methods. Its TLS
 files come from fake_apiserver_pki.make_pki.
@@ -147,6 +149,8 @@ class FakeApiServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
+        self._sa_tokens: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.token_reviews = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -173,6 +177,7 @@ class FakeApiServer:
     async def _serve(self) -> int:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
+        app.router.add_post(TOKEN_REVIEWS, self._token_review)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl_context())
@@ -272,6 +277,65 @@ class FakeApiServer:
         }
         path.write_text(yaml.safe_dump(doc))
         return path
+
+    # -- TokenReview ----------------------------------------------------------------------
+
+    def service_account_token(
+        self,
+        namespace: str,
+        service_account: str,
+        *,
+        audiences: tuple[str, ...] = ("istio-ca",),
+        ttl_s: int = 3600,
+    ) -> str:
+        """A projected token for the account that TokenReview authenticates for `audiences`."""
+        now = int(datetime.datetime.now(datetime.UTC).timestamp())
+        user = f"system:serviceaccount:{namespace}:{service_account}"
+        token = _jwt_like(
+            {
+                "aud": list(audiences),
+                "exp": now + ttl_s,
+                "iat": now,
+                "iss": "https://fake",
+                "sub": user,
+            }
+        )
+        self._run(lambda: self._sa_tokens.__setitem__(token, (user, audiences)))
+        return token
+
+    async def _token_review(self, request: web.Request) -> web.StreamResponse:
+        """As kube-apiserver: the caller needs credentials; the answer says who the token is."""
+        self.requests.append(request.path_qs)
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response(status(401, "Unauthorized", "Unauthorized"), status=401)
+        body = await request.json()
+        spec = body.get("spec", {}) if isinstance(body, dict) else {}
+        self.token_reviews += 1
+        want = list(spec.get("audiences") or [])
+        known = self._sa_tokens.get(str(spec.get("token", "")))
+        answer: Obj = {"user": {}}
+        if known is None:
+            answer["error"] = (
+                "[invalid bearer token, square/go-jose: error in cryptographic primitive]"
+            )
+        elif want and not set(want) & set(known[1]):
+            answer["error"] = (
+                f"[invalid bearer token, token audiences {list(known[1])} is invalid for the "
+                f"target audiences {want}]"
+            )
+        else:
+            namespace = known[0].split(":")[2]
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+            user = {"username": known[0], "uid": str(uuid.uuid4()), "groups": groups}
+            answer = {"authenticated": True, "user": user, "audiences": want or list(known[1])}
+        review = {
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": answer,
+        }
+        return web.json_response(review, status=201)
 
     # -- state (on the loop) ------------------------------------------------------------
 
@@ -447,3 +511,18 @@ class FakeApiServer:
 
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
+
+
+# -- TokenReview (authentication.k8s.io/v1), appended for the TLS port's service account tokens
+
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+def _jwt_like(claims: Obj) -> str:
+    """A token shaped like the kubelet's projected ones (only this server can check it)."""
+
+    def seg(value: Obj | bytes) -> str:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return ".".join([seg({"alg": "RS256", "kid": "fake"}), seg(claims), seg(uuid.uuid4().bytes)])
