@@ -15,6 +15,7 @@ from meshplane.api.networking.destination_rule import DestinationRuleSpec
 from meshplane.api.networking.virtual_service import Destination, VirtualServiceSpec
 from meshplane.model.client_credentials import client_credential_warnings
 from meshplane.model.delegates import delegate_lookup, delegate_warnings
+from meshplane.model.ext_authz import custom_policy_errors
 from meshplane.model.gateway_credentials import credential_warnings
 from meshplane.model.hosts import host_matches
 from meshplane.model.mesh import MeshModel
@@ -72,6 +73,7 @@ def cross_object_warnings(
     found += _destination_rule_checks(model)
     found += credential_warnings(model)
     found += client_credential_warnings(model)
+    found += custom_policy_errors(model)
     found += delegate_warnings(model.virtual_services, delegate_lookup(model.virtual_services))
     for host, objs in sorted(host_claims.items()):
         winner = objs[0]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshplane.api.core.credential import TlsCredential
+from meshplane.api.core.mesh_config import ExtensionProvider
 from meshplane.api.errors import ValidationError
 from meshplane.api.meta import Object
 from meshplane.api.networking.destination_rule import DestinationRuleSpec
@@ -47,6 +48,9 @@ class MeshConfig:
     # Istio's defaultConfig.gatewayTopology.numTrustedProxies: gateways take the client's
     # address from X-Forwarded-For, that many hops from the right (xff_num_trusted_hops).
     num_trusted_proxies: int = 0
+    # Istio's extensionProviders (ext_authz over HTTP or gRPC): what CUSTOM
+    # AuthorizationPolicies name in `provider.name`.
+    extension_providers: tuple[ExtensionProvider, ...] = ()
 
     @property
     def tracing(self) -> bool:

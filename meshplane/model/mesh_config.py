@@ -45,6 +45,7 @@ def effective_mesh_config(
         values["root_namespace"] = spec.root_namespace
     # Aliases are about policy and peers, not certificates, so the ConfigMap's apply.
     values["trust_domain_aliases"] = spec.trust_domain_aliases or ()
+    values["extension_providers"] = spec.extension_providers or ()
     warnings = []
 
     def warn(field: str, reason: str) -> None:

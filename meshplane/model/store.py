@@ -189,13 +189,16 @@ class ConfigStore:
         found = [e for errs in self._rejected.values() for e in errs if e.severity == "error"]
         found += [e for docs in self._source_errors.values() for e in docs.values()]
         found += [err for dups in self._duplicates.values() for _, err in dups.values()]
+        # Across objects: an accepted object that cannot work as written (a CUSTOM
+        # AuthorizationPolicy whose provider is unknown, model/ext_authz.py).
+        found += [e for e in self.mesh().warnings if e.severity == "error"]
         return sorted(found, key=_error_sort_key)
 
     def warnings(self) -> list[ValidationError]:
         """Warnings on single objects and across objects (conflicts, unknown references)."""
         found = [w for ws in self._object_warnings.values() for w in ws]
         found += [w for errs in self._rejected.values() for w in errs if w.severity != "error"]
-        found += list(self.mesh().warnings)
+        found += [w for w in self.mesh().warnings if w.severity != "error"]
         return sorted(found, key=_error_sort_key)
 
     def objects(self) -> list[Object[Any]]:

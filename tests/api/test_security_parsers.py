@@ -46,12 +46,11 @@ def test_authorization_policy_fields_are_typed() -> None:
     assert ap.rules[1].sources == () and ap.rules[1].operations == ()
 
 
-def test_custom_is_accepted_with_a_warning_and_not_enforced() -> None:
+def test_custom_keeps_its_provider_name() -> None:
     spec = {"action": "CUSTOM", "provider": {"name": "ext"}, "rules": [{}]}
     obj, warnings = parse(manifest("AuthorizationPolicy", spec), ORIGIN, 1)
-    assert obj.spec.action == "CUSTOM"
-    assert [w.field for w in warnings] == ["spec.action"]
-    assert "not supported yet (ext_authz)" in warnings[0].reason
+    assert obj.spec.action == "CUSTOM" and obj.spec.provider == "ext"
+    assert warnings == []
 
 
 def test_jwks_file_uri_is_handed_to_envoy() -> None:

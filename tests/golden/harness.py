@@ -16,11 +16,13 @@ from typing import Any
 # Every extension packed into an Any must be importable for json_format to render it.
 import envoy.config.accesslog.v3.accesslog_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
+import envoy.extensions.filters.http.ext_authz.v3.ext_authz_pb2
 import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
 import envoy.extensions.filters.http.rbac.v3.rbac_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2
 import envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2
+import envoy.extensions.filters.network.ext_authz.v3.ext_authz_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
 import envoy.extensions.filters.network.rbac.v3.rbac_pb2
 import envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2

@@ -28,3 +28,26 @@ class MeshConfigSpec:
     trust_domain: str | None = None  # trustDomain (serve --trust-domain decides)
     num_trusted_proxies: int | None = None  # defaultConfig.gatewayTopology.numTrustedProxies
     trust_domain_aliases: tuple[str, ...] | None = None  # trustDomainAliases
+    # extensionProviders: the external authorizers CUSTOM AuthorizationPolicies name.
+    extension_providers: tuple[ExtensionProvider, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ExtensionProvider:
+    """One `extensionProviders[]` entry of kind envoyExtAuthzHttp (`grpc` False) or
+    envoyExtAuthzGrpc (`grpc` True). `service` is a hostname of the registry (a leading
+    ``NAMESPACE/`` is dropped), `timeout` seconds (None: Istio's 600 s placeholder)."""
+
+    name: str
+    grpc: bool
+    service: str
+    port: int
+    timeout: float | None = None
+    fail_open: bool = False
+    status_on_error: int | None = None
+    # HTTP only.
+    path_prefix: str = ""
+    include_request_headers_in_check: tuple[str, ...] = ()
+    headers_to_upstream_on_allow: tuple[str, ...] = ()
+    headers_to_downstream_on_deny: tuple[str, ...] = ()
+    headers_to_downstream_on_allow: tuple[str, ...] = ()

@@ -20,8 +20,6 @@ from meshplane.api.security.authorization_policy import (
     Source,
 )
 
-CUSTOM_NOT_ENFORCED = "action CUSTOM is not supported yet (ext_authz): accepted, not enforced"
-
 _SOURCE_FIELDS = {
     "principals": "principals",
     "notPrincipals": "not_principals",
@@ -189,7 +187,6 @@ def authorization_policy(f: Fields) -> AuthorizationPolicySpec:
     if action == "CUSTOM":
         if prov is None:
             f.error("provider", "action CUSTOM requires a provider")
-        f.warn("action", CUSTOM_NOT_ENFORCED)
     elif prov is not None:
         f.error("provider", "provider is only allowed with action CUSTOM")
     rules = tuple(_rule(r) for r in f.objs("rules"))

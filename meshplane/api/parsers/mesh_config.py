@@ -24,6 +24,7 @@ from meshplane.api.core.mesh_config import (
 )
 from meshplane.api.fields import UNSUPPORTED, Fields
 from meshplane.api.meta import ObjectMeta
+from meshplane.api.parsers.extension_providers import extension_providers
 
 __all__ = ["config_map", "is_mesh_config"]
 
@@ -81,6 +82,7 @@ def _mesh(f: Fields) -> MeshConfigSpec:
         "trustDomain": lambda m: m.text("trustDomain", empty_ok=False),
         "trustDomainAliases": lambda m: m.str_list("trustDomainAliases", check=_trust_domain),
         "defaultConfig": lambda m: m.read("defaultConfig", _default_config),
+        "extensionProviders": extension_providers,
     }
     _warn_unread(f, set(readers))
     values = {key: read(f) for key, read in readers.items() if f.has(key)}
@@ -96,6 +98,7 @@ def _mesh(f: Fields) -> MeshConfigSpec:
         trust_domain=values.get("trustDomain"),
         num_trusted_proxies=tracing[2],
         trust_domain_aliases=values.get("trustDomainAliases"),
+        extension_providers=values.get("extensionProviders"),
     )
 
 

@@ -64,4 +64,4 @@ class AuthorizationPolicySpec:
     selector: Mapping[str, str] | None = None  # None: every workload of the namespace
     action: str = "ALLOW"  # ALLOW | DENY | AUDIT | CUSTOM
     rules: tuple[Rule, ...] = ()
-    provider: str | None = None  # CUSTOM only (ext_authz), not enforced yet
+    provider: str | None = None  # CUSTOM only: a MeshConfig extensionProviders name

@@ -1,8 +1,8 @@
 """`envoy.filters.http.rbac` and `envoy.filters.network.rbac`: AuthorizationPolicies as
 Envoy RBAC filters, compiled as Istio does (pilot/pkg/security/authz/builder).
 
-- One filter per action, in Istio's order: AUDIT (RBAC action LOG), DENY, ALLOW. CUSTOM
-  (ext_authz) is not supported yet: such policies are accepted with a warning and skipped.
+- One filter per action, in Istio's order: AUDIT (RBAC action LOG), CUSTOM (a shadow RBAC
+  filter and ext_authz, filters/ext_authz.py), DENY, ALLOW.
 - Each rule is one RBAC policy named ``ns[NS]-policy[NAME]-rule[I]``: its principals are
   the `from` sources (any of them), its permissions the `to` operations (any of them); the
   fields of one source or operation must all match, and every `when` condition is added to
@@ -42,15 +42,18 @@ from meshplane.api.security.authorization_policy import (
 from meshplane.model.mesh import MeshConfig
 from meshplane.model.scope import ProxyView
 from meshplane.translators.filters import rbac_matchers as m
+from meshplane.translators.filters.ext_authz import custom_http_filters, custom_network_filters
 from meshplane.translators.protos import any_of
 from meshplane.translators.trust_domains import CLUSTER_LOCAL, TrustDomainBundle
 
 HTTP_NAME = "envoy.filters.http.rbac"
 NETWORK_NAME = "envoy.filters.network.rbac"
 TCP_STAT_PREFIX = "tcp."
-# Istio's filter order; CUSTOM is absent until ext_authz is supported.
+# Istio's filter order. CUSTOM rules are compiled like DENY ones (a match means "ask the
+# external authorizer"), then wrapped by filters/ext_authz.py.
 ACTION_ORDER: tuple[tuple[str, RBACConfig.Action.ValueType], ...] = (
     ("AUDIT", RBACConfig.LOG),
+    ("CUSTOM", RBACConfig.DENY),
     ("DENY", RBACConfig.DENY),
     ("ALLOW", RBACConfig.ALLOW),
 )
@@ -216,33 +219,37 @@ def _policies(
                 yield policy_id(policy, i), compiled
 
 
-def rbac_configs(view: ProxyView, *, tcp: bool) -> list[RBACConfig]:
-    """One RBAC config per action that some applying policy uses, in filter order."""
+def rbac_configs(view: ProxyView, *, tcp: bool) -> list[tuple[str, RBACConfig]]:
+    """(action, RBAC config) for each action some applying policy uses, in filter order."""
     configs = []
     for action, envoy_action in ACTION_ORDER:
         chosen = [p for p in view.authorization_policies if p.spec.action == action]
         if chosen:
             policies = dict(_policies(chosen, tcp=tcp, action=action, mesh=view.mesh))
-            configs.append(RBACConfig(action=envoy_action, policies=policies))
+            configs.append((action, RBACConfig(action=envoy_action, policies=policies)))
     return configs
 
 
 def http_rbac_filters(view: ProxyView) -> list[HttpFilter]:
-    """AUDIT, DENY, ALLOW RBAC filters for an HTTP connection manager of `view`."""
-    return [
-        HttpFilter(name=HTTP_NAME, typed_config=any_of(HttpRBAC(rules=config)))
-        for config in rbac_configs(view, tcp=False)
-    ]
+    """AUDIT, CUSTOM, DENY, ALLOW filters for an HTTP connection manager of `view`."""
+    filters = []
+    for action, config in rbac_configs(view, tcp=False):
+        if action == "CUSTOM":
+            filters += custom_http_filters(view, config)
+        else:
+            filters.append(HttpFilter(name=HTTP_NAME, typed_config=any_of(HttpRBAC(rules=config))))
+    return filters
 
 
 def network_rbac_filters(view: ProxyView, port: int) -> list[Filter]:
-    """AUDIT, DENY, ALLOW network RBAC filters for a TCP chain of `view` on `port` (the
+    """AUDIT, CUSTOM, DENY, ALLOW network filters for a TCP chain of `view` on `port` (the
     policies themselves match ports through `destination_port`)."""
     del port  # every chain of a workload gets the same policies, as in Istio
-    return [
-        Filter(
-            name=NETWORK_NAME,
-            typed_config=any_of(NetworkRBAC(rules=config, stat_prefix=TCP_STAT_PREFIX)),
-        )
-        for config in rbac_configs(view, tcp=True)
-    ]
+    filters = []
+    for action, config in rbac_configs(view, tcp=True):
+        if action == "CUSTOM":
+            filters += custom_network_filters(view, config)
+            continue
+        rbac = NetworkRBAC(rules=config, stat_prefix=TCP_STAT_PREFIX)
+        filters.append(Filter(name=NETWORK_NAME, typed_config=any_of(rbac)))
+    return filters
