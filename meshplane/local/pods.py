@@ -193,7 +193,8 @@ def plan_pods(
         wanted += [(deployment, r, f"{meta.get('name')}-{r}") for r in range(replicas)]
     if len(wanted) > MAX_PODS:
         raise ValueError(f"{len(wanted)} pods: at most {MAX_PODS} fit in one /24")
-    kept = {name: i for name, i in (indexes or {}).items() if any(w[2] == name for w in wanted)}
+    names = {name for _, _, name in wanted}
+    kept = {name: i for name, i in (indexes or {}).items() if name in names}
     free = (i for i in range(MAX_PODS) if i not in kept.values())
     pods: list[Pod] = []
     for deployment, replica, name in wanted:

@@ -134,34 +134,3 @@ class Mesh:
             if any(v["status"] not in ("SYNCED", "NOT_SENT") for v in types.values()):
                 return False
         return True
-
-
-def has_mesh_config(manifests: list[dict[str, object]]) -> bool:
-    """Whether the example brings Istio's mesh config (ConfigMap istio in istio-system)."""
-    return any(
-        doc.get("kind") == "ConfigMap"
-        and isinstance(meta := doc.get("metadata"), dict)
-        and (meta.get("name"), meta.get("namespace")) == ("istio", "istio-system")
-        for doc in manifests
-    )
-
-
-def mesh_config(zipkin: str) -> str:
-    """Istio's mesh config as `up` runs it: JSON access logs, every request traced."""
-    return f"""# Written by `meshplane up`: Istio's mesh config (ConfigMap istio-system/istio).
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: istio
-  namespace: istio-system
-data:
-  mesh: |-
-    accessLogFile: /dev/stdout
-    accessLogEncoding: JSON
-    enableTracing: true
-    defaultConfig:
-      tracing:
-        sampling: 100
-        zipkin:
-          address: "{zipkin}"
-"""

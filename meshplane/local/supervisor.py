@@ -90,28 +90,27 @@ class Supervisor:
 
     def stop_child(self, name: str) -> None:
         """SIGTERM the child called `name` (SIGKILL after 5 s) and forget it."""
-        for child in [c for c in self.children if c.name == name]:
-            self.children.remove(child)
-            if child.proc.poll() is None:
-                child.proc.terminate()
-            try:
-                child.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
+        leaving = [c for c in self.children if c.name == name]
+        self.children = [c for c in self.children if c.name != name]
+        _terminate(leaving)
 
     def stop(self) -> None:
         """SIGTERM every child still running (newest first), SIGKILL after 5 s."""
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
-                child.proc.terminate()
-        deadline = time.monotonic() + 5
-        for child in self.children:
-            try:
-                child.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
-                child.proc.wait()
+        _terminate(list(reversed(self.children)))
+
+
+def _terminate(children: list[Child]) -> None:
+    """SIGTERM each running child in order, then wait; SIGKILL what is left after 5 s."""
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.terminate()
+    deadline = time.monotonic() + 5
+    for child in children:
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
