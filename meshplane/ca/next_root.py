@@ -24,6 +24,7 @@ from cryptography import x509
 
 from meshplane.ca.keys import signature_hash
 from meshplane.ca.root import (
+    CA_KEY_USAGE,
     CertificateAuthority,
     load,
     self_signed_root,
@@ -99,20 +100,7 @@ def cross_sign(
         .not_valid_before(max(start, root.not_valid_before_utc))
         .not_valid_after(min(root.not_valid_after_utc, signer.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.cert.public_key()),  # type: ignore[arg-type]

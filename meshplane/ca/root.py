@@ -37,6 +37,7 @@ from meshplane.ca.keys import (
 __all__ = [
     "CA_CERT",
     "CA_KEY",
+    "CA_KEY_USAGE",
     "CERT_CHAIN",
     "ROOT_BRIDGE",
     "ROOT_CERT",
@@ -58,6 +59,18 @@ ROOT_BRIDGE = "root-bridge.pem"
 FILES = (ROOT_CERT, CA_CERT, CA_KEY, CERT_CHAIN)
 ROOT_LIFETIME = datetime.timedelta(days=3650)
 _BACKDATE = datetime.timedelta(minutes=5)  # tolerate clock skew between machines
+# What a CA certificate may do (RFC 5280 4.2.1.3): sign certificates and CRLs.
+CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 class BadCaFiles(ValueError):
@@ -142,20 +155,7 @@ def self_signed_root(
         .not_valid_before(start)
         .not_valid_after(start + lifetime)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(CA_KEY_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, signature_hash(key))
     )
