@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from meshplane.ca.issuer import WorkloadCert
 from meshplane.ca.root import CertificateAuthority
 from meshplane.ca.spiffe import SpiffeId
-from meshplane.xds.metrics import _IstioCounter
+from meshplane.xds.metrics import istio_counter
 
 __all__ = ["CaMetrics"]
 
@@ -20,15 +20,15 @@ class CaMetrics:
     """Counters and gauges the TLS port and the CA update."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.csr = self._counter(
+        self.csr = istio_counter(
             registry, "citadel_server_csr_count", "Certificate requests (one per issuance)."
         )
-        self.issued = self._counter(
+        self.issued = istio_counter(
             registry,
             "citadel_server_success_cert_issuance_count",
             "Workload certificates issued.",
         )
-        self.auth_failures = self._counter(
+        self.auth_failures = istio_counter(
             registry,
             "citadel_server_authentication_failure_count",
             "Refused TLS xDS streams, by gRPC status.",
@@ -44,14 +44,6 @@ class CaMetrics:
             "Unix time the signing certificate expires.",
             registry=registry,
         )
-
-    @staticmethod
-    def _counter(
-        registry: CollectorRegistry, name: str, doc: str, label: str | None = None
-    ) -> _IstioCounter:
-        counter = _IstioCounter(name, doc, label)
-        registry.register(counter)  # type: ignore[arg-type]
-        return counter
 
     def watch_ca(self, ca: CertificateAuthority) -> None:
         """Publish the expiry of `ca`'s roots and signing certificate."""

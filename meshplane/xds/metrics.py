@@ -43,22 +43,31 @@ class _IstioCounter:
         yield metric
 
 
+def istio_counter(
+    registry: CollectorRegistry, name: str, doc: str, label: str | None = None
+) -> _IstioCounter:
+    """A counter under Istio's exact name (no `_total`), registered in `registry`."""
+    counter = _IstioCounter(name, doc, label)
+    registry.register(counter)  # type: ignore[arg-type]
+    return counter
+
+
 class XdsMetrics:
     """The counters, gauges and histograms the ADS servicer updates."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.connected = Gauge("pilot_xds", "Connected xDS streams.", registry=registry)
-        self.pushes = self._counter(registry, "pilot_xds_pushes", "xDS responses sent.", "type")
-        self.total_rejects = self._counter(
+        self.pushes = istio_counter(registry, "pilot_xds_pushes", "xDS responses sent.", "type")
+        self.total_rejects = istio_counter(
             registry, "pilot_total_xds_rejects", "xDS responses rejected by proxies."
         )
         self.rejects_by_type = {
-            short: self._counter(
+            short: istio_counter(
                 registry, f"pilot_xds_{short}_reject", f"{short.upper()} responses rejected."
             )
             for short in ("cds", "eds", "lds", "rds")
         }
-        self.expired_nonce = self._counter(
+        self.expired_nonce = istio_counter(
             registry, "pilot_xds_expired_nonce", "Requests with a stale nonce.", "type"
         )
         self.config_size = Histogram(
@@ -74,14 +83,6 @@ class XdsMetrics:
             buckets=_CONVERGENCE_BUCKETS,
             registry=registry,
         )
-
-    @staticmethod
-    def _counter(
-        registry: CollectorRegistry, name: str, doc: str, label: str | None = None
-    ) -> _IstioCounter:
-        counter = _IstioCounter(name, doc, label)
-        registry.register(counter)  # type: ignore[arg-type]
-        return counter
 
     def reject(self, short_type: str) -> None:
         """Count one NACK."""
