@@ -18,14 +18,14 @@ import argparse
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
 from bench.proxies import Arrival, SimulatedProxy, proxy_node
-from bench.xdsinfo import CDS, EDS, LDS, RDS, SHORT, TYPES, Probe, ResponseDecoder
+from bench.xdsinfo import CDS, EDS, LDS, RDS, SHORT, TYPES, Probe, ResourceInfo, ResponseDecoder
 
 _SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 SOTW_METHOD = _SERVICE + "StreamAggregatedResources"
@@ -201,13 +201,28 @@ class LoadClient:
         await call.write(
             self._sotw_request(type_url, state.version, state.nonce, state.request_names)
         )
+        await self._acked(call, proxy, type_url, received, len(raw), infos, self._resubscribe_sotw)
+
+    async def _acked(
+        self,
+        call: Any,
+        proxy: SimulatedProxy,
+        type_url: str,
+        received: float,
+        size: int,
+        infos: Sequence[ResourceInfo],
+        resubscribe: Callable[[Any, SimulatedProxy, str], Awaitable[None]],
+    ) -> None:
+        """After the ACK (SotW and Delta alike): record the arrival, then subscribe to what
+        the new resources name (CDS -> EDS, LDS -> RDS)."""
+        state = proxy.types[type_url]
         acked = time.monotonic()
         state.acks += 1
-        state.size += len(raw)
-        state.arrivals.append(Arrival(state.version, received, acked, len(raw), len(infos)))
+        state.size += size
+        state.arrivals.append(Arrival(state.version, received, acked, size, len(infos)))
         dependent = _DEPENDENT.get(type_url)
         if dependent is not None:
-            await self._resubscribe_sotw(call, proxy, dependent)
+            await resubscribe(call, proxy, dependent)
         proxy.after_ack(type_url, infos, acked)
 
     async def _resubscribe_sotw(self, call: Any, proxy: SimulatedProxy, type_url: str) -> None:
@@ -262,14 +277,7 @@ class LoadClient:
         state.refs = decoded.refs if first_fill else None
         state.version, state.nonce = response.system_version_info, response.nonce
         await call.write(ack)
-        acked = time.monotonic()
-        state.acks += 1
-        state.size += len(raw)
-        state.arrivals.append(Arrival(state.version, received, acked, len(raw), len(infos)))
-        dependent = _DEPENDENT.get(type_url)
-        if dependent is not None:
-            await self._resubscribe_delta(call, proxy, dependent)
-        proxy.after_ack(type_url, infos, acked)
+        await self._acked(call, proxy, type_url, received, len(raw), infos, self._resubscribe_delta)
 
     async def _resubscribe_delta(self, call: Any, proxy: SimulatedProxy, type_url: str) -> None:
         state = proxy.types[type_url]
